@@ -1,0 +1,264 @@
+//! Wiring and lifecycle: loads the lists, binds the sockets, starts the DNS server and the
+//! admin endpoint, and stops them on request.
+//!
+//! `start` returns a [`Running`] server with the addresses it actually bound, so tests pass
+//! port 0 and learn the ports; `main` waits for a signal and calls [`Running::shutdown`].
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use arc_swap::ArcSwap;
+use hickory_server::Server;
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    admin,
+    config::{Config, ListKind},
+    dns::{cache::Cache, handler, handler::DnsHandler, upstream::Upstream},
+    metrics::Metrics,
+    policy::Snapshot,
+};
+
+/// A started server.
+pub struct Running {
+    /// The DNS addresses bound (UDP and TCP share each one).
+    pub dns_addrs: Vec<SocketAddr>,
+    /// The admin HTTP address, if enabled.
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics: Metrics,
+    pub policy: Arc<ArcSwap<Snapshot>>,
+    shutdown: CancellationToken,
+    serving: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("dns_addrs", &self.dns_addrs)
+            .field("admin_addr", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Load the lists, bind everything and start serving.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let metrics = Metrics::new(prometheus::Registry::new()).context("registering metrics")?;
+
+    // Compiling lists is CPU work: keep it off the async workers.
+    let lists = config.lists.clone();
+    let snapshot = tokio::task::spawn_blocking(move || Snapshot::load(&lists))
+        .await
+        .context("list loading task failed")?;
+    log_lists(&snapshot);
+    metrics.set_lists(&snapshot);
+    let policy = Arc::new(ArcSwap::from_pointee(snapshot));
+
+    let upstream = Upstream::new(&config.resolver).context("setting up the resolver")?;
+    let cache = Arc::new(Cache::new(config.cache.clone()));
+    let handler = DnsHandler {
+        policy: policy.clone(),
+        cache: cache.clone(),
+        upstream,
+        metrics: metrics.clone(),
+        block: config.block.clone(),
+        max_udp_payload: config.max_udp_payload,
+    };
+
+    let mut server = Server::new(handler);
+    let mut dns_addrs = Vec::new();
+    for addr in &config.listen {
+        let (udp, tcp) = bind_pair(*addr)
+            .await
+            .with_context(|| format!("binding DNS listener {addr}"))?;
+        dns_addrs.push(udp.local_addr()?);
+        server.register_socket(udp);
+        server.register_listener(tcp, config.tcp_idle_timeout, 64);
+    }
+
+    let shutdown = CancellationToken::new();
+    let serving = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+
+    let admin_addr = match config.admin_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding admin listener {addr}"))?;
+            let bound = listener.local_addr()?;
+            let (m, s, token) = (metrics.clone(), serving.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = admin::serve(listener, m, s, token).await {
+                    warn!(error = %e, "admin endpoint stopped");
+                }
+            }));
+            Some(bound)
+        }
+        None => None,
+    };
+
+    {
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {
+                    // Stop accepting and give in-flight queries a moment to finish.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown_gracefully()).await;
+                }
+                result = server.block_until_done() => {
+                    if let Err(e) = result {
+                        warn!(error = %e, "DNS server stopped");
+                    }
+                }
+            }
+        }));
+    }
+    {
+        let (token, cache, m) = (shutdown.clone(), cache, metrics.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(handler::CACHE_SWEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {
+                        cache.sweep();
+                        m.cache_entries.set(cache.len() as i64);
+                    }
+                }
+            }
+        }));
+    }
+
+    serving.store(true, Ordering::Release);
+    let snapshot = policy.load();
+    let (block_names, allow_names) = snapshot.sizes();
+    info!(
+        dns = ?dns_addrs,
+        admin = ?admin_addr,
+        mode = config.resolver.mode.label(),
+        lists = %lists_summary(&snapshot),
+        block_names,
+        allow_names,
+        policy_mib = format_args!("{:.1}", snapshot.heap_bytes() as f64 / (1024.0 * 1024.0)),
+        "rampart serving on UDP and TCP"
+    );
+    drop(snapshot);
+
+    Ok(Running {
+        dns_addrs,
+        admin_addr,
+        metrics,
+        policy,
+        shutdown,
+        serving,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stop serving: listeners close, in-flight queries get a short grace period.
+    pub async fn shutdown(self) {
+        self.serving.store(false, Ordering::Release);
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Bind a UDP socket and a TCP listener on the same address. With port 0 the OS picks the UDP
+/// port and TCP must get the same one; if it is taken for TCP, try again with a new port.
+async fn bind_pair(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr).await.context("UDP")?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match last_error {
+        Some(e) => Err(e).context("TCP"),
+        None => bail!("no attempt made"),
+    }
+}
+
+/// One line per list, plus every skipped line that was kept (with file and line number), so
+/// an operator can fix the list.
+fn log_lists(snapshot: &Snapshot) {
+    for l in &snapshot.lists {
+        let kind = match l.kind {
+            ListKind::Block => "block",
+            ListKind::Allow => "allow",
+        };
+        if let Some(error) = &l.error {
+            warn!(list = %l.name, %error, "list not loaded; serving without it");
+            continue;
+        }
+        tracing::debug!(
+            list = %l.name,
+            kind,
+            path = %l.path.display(),
+            entries = l.entries,
+            rejected = l.rejected,
+            unsupported = l.unsupported,
+            load_ms = format_args!("{:.1}", l.load_time.as_secs_f64() * 1000.0),
+            "list loaded"
+        );
+        let shown = l.skipped_sample.len();
+        for s in &l.skipped_sample {
+            warn!(
+                "{}:{}: skipped ({}): {}",
+                l.path.display(),
+                s.line,
+                s.reason,
+                s.text
+            );
+        }
+        let total = l.rejected + l.unsupported;
+        if total > shown {
+            warn!(
+                list = %l.name,
+                "{} more skipped lines not shown; run `rampart lists check` for details",
+                total - shown
+            );
+        }
+    }
+}
+
+/// "name: N entries, R rejected, T ms; …" for the start-up line.
+fn lists_summary(snapshot: &Snapshot) -> String {
+    let parts: Vec<String> = snapshot
+        .lists
+        .iter()
+        .map(|l| match &l.error {
+            Some(_) => format!("{}: NOT LOADED", l.name),
+            None => format!(
+                "{}: {} entries, {} rejected, {:.1} ms",
+                l.name,
+                l.entries,
+                l.rejected,
+                l.load_time.as_secs_f64() * 1000.0
+            ),
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join("; ")
+    }
+}

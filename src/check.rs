@@ -1,0 +1,151 @@
+//! `rampart lists check NAME`: explain, in words an operator can act on, what the policy does
+//! with a name (which list and which line blocks it, or why it is allowed), and what each list
+//! skipped at load time, with file and line.
+
+use std::fmt::Write as _;
+
+use crate::{
+    config::{Action, BlockConfig, ListKind},
+    policy::{
+        Decision, Snapshot,
+        name::normalize,
+        nameset::{Match, RuleRef},
+    },
+};
+
+/// The report for `name` against `snapshot`. Errors only for a name that is not a valid
+/// domain name.
+pub fn explain(snapshot: &Snapshot, block: &BlockConfig, name: &str) -> Result<String, String> {
+    let canonical = normalize(name).map_err(|e| format!("`{name}` is not a usable name: {e}"))?;
+    let bytes = canonical.as_bytes();
+    let mut out = String::new();
+    match snapshot.decide(bytes) {
+        Decision::Blocked(m) => {
+            let _ = writeln!(out, "{canonical}: BLOCKED");
+            describe_rule(&mut out, snapshot, &canonical, m, "block rule");
+            if let Some(list) = snapshot.list(m.rule) {
+                let _ = writeln!(out, "  answer: {}", describe_action(list.action, block));
+            }
+        }
+        Decision::Allowed(m) => {
+            let _ = writeln!(out, "{canonical}: ALLOWED (an allow rule matches; allow beats block)");
+            describe_rule(&mut out, snapshot, &canonical, m, "allow rule");
+            match snapshot.block_match(bytes) {
+                Some(b) => {
+                    let _ = writeln!(out, "  without it, this rule would block it:");
+                    describe_rule(&mut out, snapshot, &canonical, b, "block rule");
+                }
+                None => {
+                    let _ = writeln!(out, "  no block list matches it either");
+                }
+            }
+        }
+        Decision::Pass => {
+            let _ = writeln!(out, "{canonical}: ALLOWED (no list matches this name or its parents)");
+        }
+    }
+    let _ = writeln!(out);
+    lists_report(&mut out, snapshot);
+    Ok(out)
+}
+
+fn describe_rule(out: &mut String, snapshot: &Snapshot, canonical: &str, m: Match, what: &str) {
+    let listed = &canonical[canonical.len() - m.suffix_len..];
+    let scope = if m.exact {
+        "this name only"
+    } else {
+        "the name and all its subdomains"
+    };
+    let RuleRef { line, .. } = m.rule;
+    match snapshot.list(m.rule) {
+        Some(list) => {
+            let _ = writeln!(
+                out,
+                "  {what}: `{listed}` ({scope}) from list \"{}\", {} line {line}",
+                list.name,
+                list.path.display()
+            );
+            if let Some(text) = read_line(&list.path, line) {
+                let _ = writeln!(out, "    {line} | {text}");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  {what}: `{listed}` ({scope}), line {line}");
+        }
+    }
+}
+
+fn describe_action(action: Action, block: &BlockConfig) -> String {
+    match action {
+        Action::BlockAddress => {
+            let v4 = block
+                .ipv4
+                .map_or("NODATA".to_string(), |a| a.to_string());
+            let v6 = block
+                .ipv6
+                .map_or("NODATA".to_string(), |a| a.to_string());
+            format!(
+                "A → {v4}, AAAA → {v6}, other types → NODATA (TTL {} s)",
+                block.ttl
+            )
+        }
+        Action::NxDomain => format!("NXDOMAIN (TTL {} s)", block.ttl),
+        Action::NoData => format!("NODATA for every type (TTL {} s)", block.ttl),
+        Action::Refused => "REFUSED".into(),
+    }
+}
+
+/// Per list: what was loaded and every skipped line kept, with file and line number.
+pub fn lists_report(out: &mut String, snapshot: &Snapshot) {
+    let _ = writeln!(out, "Lists (in the order they are consulted):");
+    if snapshot.lists.is_empty() {
+        let _ = writeln!(out, "  none configured");
+    }
+    for l in &snapshot.lists {
+        let kind = match l.kind {
+            ListKind::Block => "block",
+            ListKind::Allow => "allow",
+        };
+        if let Some(e) = &l.error {
+            let _ = writeln!(out, "  {} ({kind}): NOT LOADED: {e}", l.name);
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {} ({kind}, {}): {} entries, {} rejected lines, {} unsupported lines — {}",
+            l.name,
+            if l.exact { "exact" } else { "subtree" },
+            l.entries,
+            l.rejected,
+            l.unsupported,
+            l.path.display()
+        );
+        for s in &l.skipped_sample {
+            let _ = writeln!(
+                out,
+                "    {}:{}: {}: {}",
+                l.path.display(),
+                s.line,
+                s.reason,
+                s.text
+            );
+        }
+        let total = l.rejected + l.unsupported;
+        if total > l.skipped_sample.len() {
+            let _ = writeln!(
+                out,
+                "    … and {} more",
+                total - l.skipped_sample.len()
+            );
+        }
+    }
+}
+
+/// The text of line `n` (1-based) of a file, for showing the rule as written.
+fn read_line(path: &std::path::Path, n: u32) -> Option<String> {
+    let text = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let line = text.split('\n').nth(n.checked_sub(1)? as usize)?;
+    let line = line.trim_end_matches('\r').trim_start_matches('\u{feff}');
+    Some(line.chars().take(200).collect())
+}

@@ -1,0 +1,678 @@
+//! Configuration: the TOML file an operator writes (`RawConfig`, read with serde and
+//! `deny_unknown_fields`) and the validated `Config` the rest of the server uses.
+//!
+//! Every mistake is reported with the key that holds it (`resolver.mode`, `lists[2].path`), never
+//! turned into a silent default. Relative paths in the file are resolved against the directory
+//! the config file sits in, so `rampart run` behaves the same from any working directory.
+//! `config/default.toml` documents every key and is loaded by a test so it cannot rot.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::policy::formats::Format;
+
+/// A configuration error, always naming the key (or the file) it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw form: exactly what the file says. Defaults live here so `config/default.toml` and the
+// built-in defaults cannot disagree silently (a test compares them).
+// ---------------------------------------------------------------------------------------------
+
+/// The file as written. Field docs are the reference; `config/default.toml` repeats them.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Where Rampart answers DNS clients.
+    pub server: RawServer,
+    /// How names that are not blocked get resolved.
+    pub resolver: RawResolver,
+    /// The answer cache in front of the resolver.
+    pub cache: RawCache,
+    /// What a blocked name is answered with.
+    pub block: RawBlock,
+    /// The metrics / admin HTTP endpoint.
+    pub admin: RawAdmin,
+    /// Block lists and allow lists, in the order they are consulted.
+    pub lists: Vec<RawList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Addresses to listen on; each gets a UDP socket and a TCP listener.
+    pub listen: Vec<String>,
+    /// Largest UDP response we send to EDNS clients (bytes, 512..=4096). 1232 avoids IP
+    /// fragmentation on every common path (DNS flag day 2020).
+    pub max_udp_payload: u16,
+    /// A TCP connection that sends nothing for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub tcp_idle_timeout: Duration,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:5353".into()],
+            max_udp_payload: 1232,
+            tcp_idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawResolver {
+    /// "recursive" (iterate from the root) or "forward" (send to `forward.upstreams`).
+    pub mode: String,
+    /// Deadline for resolving one query upstream; past it the client gets SERVFAIL.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub recursive: RawRecursive,
+    pub forward: RawForward,
+}
+
+impl Default for RawResolver {
+    fn default() -> Self {
+        Self {
+            mode: "recursive".into(),
+            timeout: Duration::from_secs(5),
+            recursive: RawRecursive::default(),
+            forward: RawForward::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRecursive {
+    /// Root hints file (named.root format). Empty: the built-in IANA root servers.
+    pub root_hints: String,
+    /// Port of root and authoritative servers. 53 on the Internet; other values are for lab
+    /// and test hierarchies only.
+    pub authority_port: u16,
+    /// Networks the recursor may never send queries to. Default: loopback, private,
+    /// link-local and reserved ranges, so a hostile delegation cannot aim Rampart at the
+    /// operator's own network.
+    pub deny_servers: Option<Vec<String>>,
+}
+
+impl Default for RawRecursive {
+    fn default() -> Self {
+        Self {
+            root_hints: String::new(),
+            authority_port: 53,
+            deny_servers: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawForward {
+    /// Upstream resolvers, "IP" or "IP:port".
+    pub upstreams: Vec<String>,
+    /// "udp" (falls back to TCP for truncated answers) or "tcp" (TCP only).
+    pub protocol: String,
+    /// Per-upstream query timeout.
+    #[serde(with = "humantime_serde")]
+    pub server_timeout: Duration,
+}
+
+impl Default for RawForward {
+    fn default() -> Self {
+        Self {
+            upstreams: Vec::new(),
+            protocol: "udp".into(),
+            server_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    /// Most answers kept (0 disables the cache).
+    pub size: usize,
+    /// Positive answers are kept at least this long (raises tiny upstream TTLs).
+    #[serde(with = "humantime_serde")]
+    pub min_ttl: Duration,
+    /// Positive answers are kept at most this long.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// NXDOMAIN / NODATA answers are kept at most this long (RFC 2308).
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            size: 100_000,
+            min_ttl: Duration::ZERO,
+            max_ttl: Duration::from_secs(86_400),
+            negative_ttl: Duration::from_secs(3_600),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBlock {
+    /// Answer to A queries for a blocked name (the block page address). Empty: NODATA.
+    pub ipv4: String,
+    /// Answer to AAAA queries for a blocked name. Empty: NODATA.
+    pub ipv6: String,
+    /// TTL of synthesized block answers.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+impl Default for RawBlock {
+    fn default() -> Self {
+        Self {
+            ipv4: "127.0.0.1".into(),
+            ipv6: "::1".into(),
+            ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// Address of the HTTP endpoint for /metrics and /health. Empty disables it.
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9153".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawList {
+    /// Short unique name, used in logs, metrics and `lists check`.
+    pub name: String,
+    /// File to load; relative paths are relative to the config file's directory.
+    pub path: String,
+    /// "plain", "hosts" or "adblock".
+    pub format: Format,
+    /// "block" (default) or "allow": an allow list exempts names from every block list.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// "subtree" (default: the name and all its subdomains) or "exact" (the name only).
+    #[serde(default = "default_match", rename = "match")]
+    pub match_: String,
+    /// "block_address" (default), "nxdomain", "nodata" or "refused".
+    #[serde(default = "default_action")]
+    pub action: String,
+}
+
+fn default_kind() -> String {
+    "block".into()
+}
+fn default_match() -> String {
+    "subtree".into()
+}
+fn default_action() -> String {
+    "block_address".into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated form.
+// ---------------------------------------------------------------------------------------------
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (for messages), if any.
+    pub source: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    pub max_udp_payload: u16,
+    pub tcp_idle_timeout: Duration,
+    pub resolver: ResolverConfig,
+    pub cache: CacheConfig,
+    pub block: BlockConfig,
+    pub admin_listen: Option<SocketAddr>,
+    pub lists: Vec<ListConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    pub mode: ResolverMode,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum ResolverMode {
+    Recursive {
+        /// None: the built-in IANA root servers.
+        root_hints: Option<PathBuf>,
+        authority_port: u16,
+        /// None: hickory's recommended filter list.
+        deny_servers: Option<Vec<ipnet::IpNet>>,
+    },
+    Forward {
+        upstreams: Vec<SocketAddr>,
+        tcp_only: bool,
+        server_timeout: Duration,
+    },
+}
+
+impl ResolverMode {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Recursive { .. } => "recursive",
+            Self::Forward { .. } => "forward",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub size: usize,
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+    pub negative_ttl: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct BlockConfig {
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub ttl: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Block,
+    Allow,
+}
+
+/// What a block list answers for the names it lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The configured block address (A / AAAA), NODATA for other types.
+    BlockAddress,
+    NxDomain,
+    NoData,
+    Refused,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BlockAddress => "block_address",
+            Self::NxDomain => "nxdomain",
+            Self::NoData => "nodata",
+            Self::Refused => "refused",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListConfig {
+    pub name: String,
+    pub path: PathBuf,
+    pub format: Format,
+    pub kind: ListKind,
+    pub exact: bool,
+    pub action: Action,
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parse and validate config text; `path` names it in errors and anchors relative paths.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        // serde_path_to_error tracks where in the document the failure happened, so the message
+        // names the key (`lists[1].format`), not just "unknown variant".
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                let inner = e.into_inner();
+                let line = inner
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                let message = inner.message().trim_end().to_string();
+                match (key.as_str(), line) {
+                    (".", Some(line)) => ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: format!("line {line}: {message}"),
+                    },
+                    (".", None) => ConfigError::Parse {
+                        path: path.to_owned(),
+                        message,
+                    },
+                    (_, Some(line)) => ConfigError::Invalid {
+                        path: path.to_owned(),
+                        key,
+                        message: format!("{message} (line {line})"),
+                    },
+                    (_, None) => ConfigError::Invalid {
+                        path: path.to_owned(),
+                        key,
+                        message,
+                    },
+                }
+            })?;
+        raw.validate(path)
+    }
+}
+
+impl RawConfig {
+    pub fn validate(self, path: &Path) -> Result<Config, ConfigError> {
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_string(),
+            message,
+        };
+        let resolve = |p: &str| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+
+        if self.server.listen.is_empty() {
+            return Err(invalid(
+                "server.listen",
+                "at least one address is needed".into(),
+            ));
+        }
+        let mut listen = Vec::new();
+        for (i, a) in self.server.listen.iter().enumerate() {
+            let addr = a.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    &format!("server.listen[{i}]"),
+                    format!("`{a}` is not an address with port, like 127.0.0.1:53 or [::1]:53"),
+                )
+            })?;
+            listen.push(addr);
+        }
+        if !(512..=4096).contains(&self.server.max_udp_payload) {
+            return Err(invalid(
+                "server.max_udp_payload",
+                format!("{} is outside 512..=4096", self.server.max_udp_payload),
+            ));
+        }
+        if self.server.tcp_idle_timeout.is_zero() {
+            return Err(invalid(
+                "server.tcp_idle_timeout",
+                "must be more than zero".into(),
+            ));
+        }
+
+        let r = &self.resolver;
+        if r.timeout.is_zero() {
+            return Err(invalid("resolver.timeout", "must be more than zero".into()));
+        }
+        let mode = match r.mode.as_str() {
+            "recursive" => {
+                let rr = &r.recursive;
+                if rr.authority_port == 0 {
+                    return Err(invalid(
+                        "resolver.recursive.authority_port",
+                        "must not be 0".into(),
+                    ));
+                }
+                let deny_servers = match &rr.deny_servers {
+                    None => None,
+                    Some(nets) => {
+                        let mut out = Vec::new();
+                        for (i, n) in nets.iter().enumerate() {
+                            out.push(parse_net(n).ok_or_else(|| {
+                                invalid(
+                                    &format!("resolver.recursive.deny_servers[{i}]"),
+                                    format!("`{n}` is not a network like 10.0.0.0/8 or fc00::/7"),
+                                )
+                            })?);
+                        }
+                        Some(out)
+                    }
+                };
+                let root_hints = if rr.root_hints.is_empty() {
+                    None
+                } else {
+                    let p = resolve(&rr.root_hints);
+                    if !p.is_file() {
+                        return Err(invalid(
+                            "resolver.recursive.root_hints",
+                            format!("file {} does not exist", p.display()),
+                        ));
+                    }
+                    Some(p)
+                };
+                ResolverMode::Recursive {
+                    root_hints,
+                    authority_port: rr.authority_port,
+                    deny_servers,
+                }
+            }
+            "forward" => {
+                let f = &r.forward;
+                if f.upstreams.is_empty() {
+                    return Err(invalid(
+                        "resolver.forward.upstreams",
+                        "forward mode needs at least one upstream server".into(),
+                    ));
+                }
+                let mut upstreams = Vec::new();
+                for (i, u) in f.upstreams.iter().enumerate() {
+                    let addr = u
+                        .parse::<SocketAddr>()
+                        .ok()
+                        .or_else(|| u.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+                        .ok_or_else(|| {
+                            invalid(
+                                &format!("resolver.forward.upstreams[{i}]"),
+                                format!("`{u}` is not an IP address or IP:port"),
+                            )
+                        })?;
+                    upstreams.push(addr);
+                }
+                let tcp_only = match f.protocol.as_str() {
+                    "udp" => false,
+                    "tcp" => true,
+                    other => {
+                        return Err(invalid(
+                            "resolver.forward.protocol",
+                            format!("`{other}` is not one of \"udp\", \"tcp\""),
+                        ));
+                    }
+                };
+                if f.server_timeout.is_zero() {
+                    return Err(invalid(
+                        "resolver.forward.server_timeout",
+                        "must be more than zero".into(),
+                    ));
+                }
+                ResolverMode::Forward {
+                    upstreams,
+                    tcp_only,
+                    server_timeout: f.server_timeout,
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "resolver.mode",
+                    format!("`{other}` is not one of \"recursive\", \"forward\""),
+                ));
+            }
+        };
+
+        let c = &self.cache;
+        let secs = |key: &str, d: Duration| {
+            u32::try_from(d.as_secs()).map_err(|_| invalid(key, "is too long".into()))
+        };
+        let cache = CacheConfig {
+            size: c.size,
+            min_ttl: secs("cache.min_ttl", c.min_ttl)?,
+            max_ttl: secs("cache.max_ttl", c.max_ttl)?,
+            negative_ttl: secs("cache.negative_ttl", c.negative_ttl)?,
+        };
+        if cache.min_ttl > cache.max_ttl {
+            return Err(invalid(
+                "cache.min_ttl",
+                "is larger than cache.max_ttl".into(),
+            ));
+        }
+
+        let b = &self.block;
+        let ipv4 = match b.ipv4.as_str() {
+            "" => None,
+            s => Some(s.parse::<Ipv4Addr>().map_err(|_| {
+                invalid("block.ipv4", format!("`{s}` is not an IPv4 address"))
+            })?),
+        };
+        let ipv6 = match b.ipv6.as_str() {
+            "" => None,
+            s => Some(s.parse::<Ipv6Addr>().map_err(|_| {
+                invalid("block.ipv6", format!("`{s}` is not an IPv6 address"))
+            })?),
+        };
+        let block = BlockConfig {
+            ipv4,
+            ipv6,
+            ttl: secs("block.ttl", b.ttl)?,
+        };
+
+        let admin_listen = match self.admin.listen.as_str() {
+            "" => None,
+            s => Some(s.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "admin.listen",
+                    format!("`{s}` is not an address with port, like 127.0.0.1:9153"),
+                )
+            })?),
+        };
+
+        let mut lists: Vec<ListConfig> = Vec::new();
+        for (i, l) in self.lists.into_iter().enumerate() {
+            let key = |k: &str| format!("lists[{i}].{k}");
+            if l.name.is_empty()
+                || !l
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    &key("name"),
+                    format!("`{}` must be non-empty and use only a-z, 0-9, - and _", l.name),
+                ));
+            }
+            if lists.iter().any(|o| o.name == l.name) {
+                return Err(invalid(
+                    &key("name"),
+                    format!("`{}` is used by two lists", l.name),
+                ));
+            }
+            let kind = match l.kind.as_str() {
+                "block" => ListKind::Block,
+                "allow" => ListKind::Allow,
+                other => {
+                    return Err(invalid(
+                        &key("kind"),
+                        format!("`{other}` is not one of \"block\", \"allow\""),
+                    ));
+                }
+            };
+            let exact = match l.match_.as_str() {
+                "subtree" => false,
+                "exact" => true,
+                other => {
+                    return Err(invalid(
+                        &key("match"),
+                        format!("`{other}` is not one of \"subtree\", \"exact\""),
+                    ));
+                }
+            };
+            let action = match l.action.as_str() {
+                "block_address" => Action::BlockAddress,
+                "nxdomain" => Action::NxDomain,
+                "nodata" => Action::NoData,
+                "refused" => Action::Refused,
+                other => {
+                    return Err(invalid(
+                        &key("action"),
+                        format!(
+                            "`{other}` is not one of \"block_address\", \"nxdomain\", \"nodata\", \"refused\""
+                        ),
+                    ));
+                }
+            };
+            let path = resolve(&l.path);
+            if !path.is_file() {
+                return Err(invalid(
+                    &key("path"),
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            lists.push(ListConfig {
+                name: l.name,
+                path,
+                format: l.format,
+                kind,
+                exact,
+                action,
+            });
+        }
+
+        Ok(Config {
+            source: path.to_owned(),
+            listen,
+            max_udp_payload: self.server.max_udp_payload,
+            tcp_idle_timeout: self.server.tcp_idle_timeout,
+            resolver: ResolverConfig {
+                mode,
+                timeout: r.timeout,
+            },
+            cache,
+            block,
+            admin_listen,
+            lists,
+        })
+    }
+}
+
+/// "10.0.0.0/8" or a bare address (a /32 or /128).
+fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}

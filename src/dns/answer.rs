@@ -1,0 +1,111 @@
+//! Synthesized answers for blocked names.
+//!
+//! A/AAAA get the configured block page address; other types, and address types without a
+//! configured address, get NODATA. Lists can choose NXDOMAIN, NODATA or REFUSED instead.
+//! Negative answers carry an SOA whose owner is the listed name and whose minimum is the block
+//! TTL, so downstream caches can cache them (RFC 2308) and a reader can see which rule applied.
+
+use hickory_proto::{
+    op::ResponseCode,
+    rr::{
+        Name, RData, Record, RecordType,
+        rdata::{A, AAAA, SOA},
+    },
+};
+
+use crate::config::{Action, BlockConfig};
+
+/// The parts of a synthesized response.
+#[derive(Debug, Clone)]
+pub struct Synthesized {
+    pub rcode: ResponseCode,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+}
+
+/// Build the block answer for `qname`/`qtype`. `zone` is the listed name that matched (the
+/// query name itself or one of its parents).
+pub fn blocked(
+    action: Action,
+    qname: &Name,
+    qtype: RecordType,
+    zone: &Name,
+    block: &BlockConfig,
+) -> Synthesized {
+    let nodata = |rcode| Synthesized {
+        rcode,
+        answers: Vec::new(),
+        authorities: vec![soa(zone, block.ttl)],
+    };
+    match action {
+        Action::Refused => Synthesized {
+            rcode: ResponseCode::Refused,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+        },
+        Action::NxDomain => nodata(ResponseCode::NXDomain),
+        Action::NoData => nodata(ResponseCode::NoError),
+        Action::BlockAddress => {
+            let data = match (qtype, block.ipv4, block.ipv6) {
+                (RecordType::A, Some(v4), _) => Some(RData::A(A(v4))),
+                (RecordType::AAAA, _, Some(v6)) => Some(RData::AAAA(AAAA(v6))),
+                _ => None,
+            };
+            match data {
+                Some(data) => Synthesized {
+                    rcode: ResponseCode::NoError,
+                    answers: vec![Record::from_rdata(qname.clone(), block.ttl, data)],
+                    authorities: Vec::new(),
+                },
+                None => nodata(ResponseCode::NoError),
+            }
+        }
+    }
+}
+
+fn soa(zone: &Name, ttl: u32) -> Record {
+    // The names are fixed and valid; a failure here would be a bug in the literal, so fall
+    // back to the root rather than panic on the query path.
+    let mname = Name::from_ascii("policy.rampart.invalid.").unwrap_or_else(|_| Name::root());
+    let rname = Name::from_ascii("hostmaster.rampart.invalid.").unwrap_or_else(|_| Name::root());
+    let mut owner = zone.clone();
+    owner.set_fqdn(true);
+    Record::from_rdata(
+        owner,
+        ttl,
+        RData::SOA(SOA::new(mname, rname, 1, 3600, 600, 86_400, ttl)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn cfg(v4: bool, v6: bool) -> BlockConfig {
+        BlockConfig {
+            ipv4: v4.then_some(Ipv4Addr::new(127, 0, 0, 1)),
+            ipv6: v6.then_some(Ipv6Addr::LOCALHOST),
+            ttl: 60,
+        }
+    }
+
+    #[test]
+    fn addresses_and_nodata() {
+        let q = Name::from_ascii("x.ads.example.").unwrap();
+        let z = Name::from_ascii("ads.example.").unwrap();
+        let a = blocked(Action::BlockAddress, &q, RecordType::A, &z, &cfg(true, true));
+        assert_eq!(a.answers.len(), 1);
+        assert_eq!(a.answers[0].ttl, 60);
+        let mx = blocked(Action::BlockAddress, &q, RecordType::MX, &z, &cfg(true, true));
+        assert!(mx.answers.is_empty());
+        assert_eq!(mx.rcode, ResponseCode::NoError);
+        assert_eq!(mx.authorities[0].name, z);
+        let aaaa = blocked(Action::BlockAddress, &q, RecordType::AAAA, &z, &cfg(true, false));
+        assert!(aaaa.answers.is_empty());
+        let nx = blocked(Action::NxDomain, &q, RecordType::A, &z, &cfg(true, true));
+        assert_eq!(nx.rcode, ResponseCode::NXDomain);
+        let r = blocked(Action::Refused, &q, RecordType::A, &z, &cfg(true, true));
+        assert_eq!(r.rcode, ResponseCode::Refused);
+    }
+}

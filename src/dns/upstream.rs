@@ -1,0 +1,342 @@
+//! Upstream resolution for names the policy lets through: full recursion from the root hints
+//! (hickory's `Recursor`) or forwarding to configured resolvers (hickory's `NameServerPool`,
+//! which also coalesces identical in-flight questions).
+//!
+//! Both modes return the same [`Answer`] (rcode + answer + authority records), so the cache and
+//! the answer builder never care which mode produced it. The configured deadline wraps the
+//! whole resolution: past it the caller gets [`UpstreamError::Timeout`] and answers SERVFAIL.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use hickory_resolver::{
+    ConnectionProvider, NameServerPool, PoolContext, TlsConfig,
+    config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverOpts},
+    net::{
+        DnsError, NetError,
+        runtime::TokioRuntimeProvider,
+        xfer::{DnsHandle, FirstAnswer},
+    },
+    proto::{
+        op::{DnsRequestOptions, Query, ResponseCode},
+        rr::{RData, Record},
+    },
+    recursor::{Recursor, RecursorError, RecursorOptions},
+};
+
+use super::cache::Answer;
+use crate::config::{ResolverConfig, ResolverMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("upstream failure: {0}")]
+    Failed(String),
+}
+
+impl UpstreamError {
+    /// Low-cardinality reason for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::Failed(_) => "error",
+        }
+    }
+}
+
+/// Errors building the upstream from config (bad root hints and the like).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("root hints {path}: {message}")]
+    RootHints { path: String, message: String },
+    #[error("cannot set up the recursor: {0}")]
+    Recursor(String),
+}
+
+/// The IANA root servers (named.root, as published by IANA), used when no root hints file is
+/// configured.
+const IANA_ROOTS: &[IpAddr] = &[
+    IpAddr::V4(Ipv4Addr::new(198, 41, 0, 4)),
+    IpAddr::V4(Ipv4Addr::new(170, 247, 170, 2)),
+    IpAddr::V4(Ipv4Addr::new(192, 33, 4, 12)),
+    IpAddr::V4(Ipv4Addr::new(199, 7, 91, 13)),
+    IpAddr::V4(Ipv4Addr::new(192, 203, 230, 10)),
+    IpAddr::V4(Ipv4Addr::new(192, 5, 5, 241)),
+    IpAddr::V4(Ipv4Addr::new(192, 112, 36, 4)),
+    IpAddr::V4(Ipv4Addr::new(198, 97, 190, 53)),
+    IpAddr::V4(Ipv4Addr::new(192, 36, 148, 17)),
+    IpAddr::V4(Ipv4Addr::new(192, 58, 128, 30)),
+    IpAddr::V4(Ipv4Addr::new(193, 0, 14, 129)),
+    IpAddr::V4(Ipv4Addr::new(199, 7, 83, 42)),
+    IpAddr::V4(Ipv4Addr::new(202, 12, 27, 33)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x503, 0xba3e, 0, 0, 0, 2, 0x30)),
+    IpAddr::V6(Ipv6Addr::new(0x2801, 0x1b8, 0x10, 0, 0, 0, 0, 0xb)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x500, 0x2, 0, 0, 0, 0, 0xc)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x500, 0x2d, 0, 0, 0, 0, 0xd)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x500, 0xa8, 0, 0, 0, 0, 0xe)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x500, 0x2f, 0, 0, 0, 0, 0xf)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x500, 0x12, 0, 0, 0, 0, 0xd0d)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x500, 0x1, 0, 0, 0, 0, 0x53)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x7fe, 0, 0, 0, 0, 0, 0x53)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x503, 0xc27, 0, 0, 0, 2, 0x30)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x7fd, 0, 0, 0, 0, 0, 1)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x500, 0x9f, 0, 0, 0, 0, 0x42)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdc3, 0, 0, 0, 0, 0, 0x35)),
+];
+
+/// Read the addresses out of a root hints file (named.root format): every A and AAAA record.
+pub fn parse_root_hints(text: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split(';').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        let Some(pos) = tokens
+            .iter()
+            .position(|t| t.eq_ignore_ascii_case("A") || t.eq_ignore_ascii_case("AAAA"))
+        else {
+            continue;
+        };
+        let Some(addr) = tokens.get(pos + 1) else {
+            return Err(format!("line {}: record without an address", n + 1));
+        };
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("line {}: `{addr}` is not an IP address", n + 1))?;
+        out.push(ip);
+    }
+    if out.is_empty() {
+        return Err("no A or AAAA records found".into());
+    }
+    Ok(out)
+}
+
+/// A connection provider that sends every query to a fixed port instead of 53. On the
+/// Internet this is always 53; a lab or test hierarchy of authorities on loopback shares one
+/// unprivileged port on several 127.0.0.0/8 addresses.
+#[derive(Clone)]
+pub struct AuthorityPort {
+    inner: TokioRuntimeProvider,
+    port: u16,
+}
+
+impl ConnectionProvider for AuthorityPort {
+    type Conn = <TokioRuntimeProvider as ConnectionProvider>::Conn;
+    type FutureConn = <TokioRuntimeProvider as ConnectionProvider>::FutureConn;
+    type RuntimeProvider = TokioRuntimeProvider;
+
+    fn new_connection(
+        &self,
+        ip: IpAddr,
+        config: &ConnectionConfig,
+        cx: &PoolContext,
+    ) -> Result<Self::FutureConn, NetError> {
+        let mut config = config.clone();
+        config.port = self.port;
+        self.inner.new_connection(ip, &config, cx)
+    }
+
+    fn runtime_provider(&self) -> &Self::RuntimeProvider {
+        &self.inner
+    }
+}
+
+enum Mode {
+    Recursive(Box<Recursor<AuthorityPort>>),
+    Forward(NameServerPool<TokioRuntimeProvider>),
+}
+
+/// Resolves cache misses.
+pub struct Upstream {
+    mode: Mode,
+    deadline: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl Upstream {
+    pub fn new(config: &ResolverConfig) -> Result<Self, SetupError> {
+        let mode = match &config.mode {
+            ResolverMode::Recursive {
+                root_hints,
+                authority_port,
+                deny_servers,
+            } => {
+                let roots = match root_hints {
+                    None => IANA_ROOTS.to_vec(),
+                    Some(path) => read_root_hints(path)?,
+                };
+                let mut options = RecursorOptions::default();
+                if let Some(deny) = deny_servers {
+                    options.deny_server = deny.clone();
+                }
+                let provider = AuthorityPort {
+                    inner: TokioRuntimeProvider::default(),
+                    port: *authority_port,
+                };
+                let recursor = Recursor::with_options(&roots, options, provider)
+                    .map_err(|e| SetupError::Recursor(e.to_string()))?;
+                Mode::Recursive(Box::new(recursor))
+            }
+            ResolverMode::Forward {
+                upstreams,
+                tcp_only,
+                server_timeout,
+            } => {
+                let servers = upstreams.iter().map(|addr| forward_server(*addr, *tcp_only));
+                let mut options = ResolverOpts::default();
+                options.timeout = *server_timeout;
+                options.attempts = 2;
+                options.cache_size = 0;
+                options.preserve_intermediates = true;
+                options.recursion_desired = true;
+                let tls = TlsConfig::new().map_err(|e| SetupError::Recursor(e.to_string()))?;
+                let cx = Arc::new(PoolContext::new(options, tls));
+                Mode::Forward(NameServerPool::from_config(
+                    servers,
+                    cx,
+                    TokioRuntimeProvider::default(),
+                ))
+            }
+        };
+        Ok(Self {
+            mode,
+            deadline: config.timeout,
+        })
+    }
+
+    /// Resolve one question within the deadline.
+    pub async fn resolve(&self, query: Query) -> Result<Answer, UpstreamError> {
+        match tokio::time::timeout(self.deadline, self.resolve_inner(query)).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::Timeout(self.deadline)),
+        }
+    }
+
+    async fn resolve_inner(&self, query: Query) -> Result<Answer, UpstreamError> {
+        match &self.mode {
+            Mode::Recursive(recursor) => {
+                match recursor.resolve(query, Instant::now(), false).await {
+                    Ok(message) => Ok(Answer {
+                        rcode: message.metadata.response_code,
+                        answers: message.answers,
+                        authorities: message.authorities,
+                    }),
+                    Err(e) => recursor_negative(e),
+                }
+            }
+            Mode::Forward(pool) => {
+                let mut options = DnsRequestOptions::default();
+                options.recursion_desired = true;
+                options.use_edns = true;
+                match pool.lookup(query, options).first_answer().await {
+                    Ok(response) => {
+                        let message = response.into_message();
+                        match message.metadata.response_code {
+                            ResponseCode::NoError | ResponseCode::NXDomain => Ok(Answer {
+                                rcode: message.metadata.response_code,
+                                answers: message.answers,
+                                authorities: message.authorities,
+                            }),
+                            other => Err(UpstreamError::Failed(format!(
+                                "upstream answered {other}"
+                            ))),
+                        }
+                    }
+                    Err(NetError::Dns(DnsError::NoRecordsFound(no_records))) => {
+                        let rcode = no_records.response_code;
+                        match rcode {
+                            ResponseCode::NoError | ResponseCode::NXDomain => Ok(Answer {
+                                rcode,
+                                answers: Vec::new(),
+                                authorities: no_records
+                                    .soa
+                                    .map(|soa| vec![soa.into_record_of_rdata()])
+                                    .unwrap_or_default(),
+                            }),
+                            other => Err(UpstreamError::Failed(format!(
+                                "upstream answered {other}"
+                            ))),
+                        }
+                    }
+                    Err(e) => Err(UpstreamError::Failed(e.to_string())),
+                }
+            }
+        }
+    }
+}
+
+/// The recursor reports NXDOMAIN and NODATA as errors carrying the SOA; turn them back into
+/// answers so they are cached and returned with their SOA (RFC 2308).
+fn recursor_negative(e: RecursorError) -> Result<Answer, UpstreamError> {
+    if e.is_nx_domain() || e.is_no_records_found() {
+        let rcode = if e.is_nx_domain() {
+            ResponseCode::NXDomain
+        } else {
+            ResponseCode::NoError
+        };
+        let authorities = e
+            .into_soa()
+            .map(|soa| vec![soa.into_record_of_rdata()])
+            .unwrap_or_default();
+        return Ok(Answer {
+            rcode,
+            answers: Vec::new(),
+            authorities,
+        });
+    }
+    Err(UpstreamError::Failed(e.to_string()))
+}
+
+fn forward_server(addr: SocketAddr, tcp_only: bool) -> NameServerConfig {
+    let mut udp = ConnectionConfig::new(ProtocolConfig::Udp);
+    udp.port = addr.port();
+    let mut tcp = ConnectionConfig::new(ProtocolConfig::Tcp);
+    tcp.port = addr.port();
+    let connections = if tcp_only { vec![tcp] } else { vec![udp, tcp] };
+    let mut config = NameServerConfig::udp_and_tcp(addr.ip());
+    config.connections = connections;
+    config.trust_negative_responses = true;
+    config
+}
+
+fn read_root_hints(path: &Path) -> Result<Vec<IpAddr>, SetupError> {
+    let err = |message: String| SetupError::RootHints {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    parse_root_hints(&text).map_err(err)
+}
+
+/// Keep the `Record`/`RData` imports honest for callers that build answers by hand.
+pub fn is_soa(record: &Record) -> bool {
+    matches!(record.data, RData::SOA(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_hints_file() {
+        let text = "; comment\n.  3600000  NS  A.ROOT-SERVERS.NET.\nA.ROOT-SERVERS.NET. 3600000 A 198.41.0.4\nA.ROOT-SERVERS.NET. 3600000 AAAA 2001:503:ba3e::2:30\n";
+        let ips = parse_root_hints(text).unwrap();
+        assert_eq!(ips.len(), 2);
+        assert!(parse_root_hints("; nothing\n").is_err());
+        assert!(parse_root_hints("x. 1 A nonsense\n").is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! Rampart: a DNS filtering resolver.
+//!
+//! The crate map, in the order a query meets it:
+//! - [`app`]: binds the sockets, loads the lists, starts the DNS server and the admin endpoint.
+//! - [`dns::handler`]: the pipeline for one query (sanity → policy → cache → upstream).
+//! - [`policy`]: lists parsed ([`policy::formats`]) and compiled into an immutable snapshot.
+//! - [`dns::cache`] and [`dns::upstream`]: answers for names the policy lets through.
+//! - [`dns::answer`]: synthesized answers for blocked names.
+//! - [`metrics`] and [`admin`]: Prometheus collectors and the HTTP endpoint serving them.
+//! - [`config`]: the TOML file, validated into [`config::Config`].
+
+pub mod admin;
+pub mod app;
+pub mod check;
+pub mod config;
+pub mod dns;
+pub mod metrics;
+pub mod policy;

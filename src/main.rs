@@ -1,0 +1,144 @@
+//! The `rampart` command: run the resolver, validate a config, or explain a list decision.
+//! Errors go to stderr in one plain sentence and the exit code is non-zero.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use rampart::{app, check, config::Config, policy::Snapshot};
+
+/// Rampart: a DNS resolver that blocks the names on your lists.
+///
+/// It answers clients over UDP and TCP, resolves allowed names itself (recursively from the
+/// root, or through upstream resolvers), answers blocked names with the block page address,
+/// and exports Prometheus metrics on the admin port.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const DEFAULT_CONFIG: &str = "config/default.toml";
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start serving DNS with the given configuration (stops on Ctrl-C or SIGTERM).
+    Run {
+        /// Configuration file (TOML). Relative paths inside it are relative to its folder.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and its lists without serving; exit code 1 on any error.
+    CheckConfig {
+        /// Configuration file to check.
+        #[arg(default_value = DEFAULT_CONFIG)]
+        file: PathBuf,
+    },
+    /// Inspect the configured lists.
+    Lists {
+        #[command(subcommand)]
+        command: ListsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListsCommand {
+    /// Show whether NAME would be blocked or allowed, by which list and line, and every line
+    /// each list skipped when loading.
+    Check {
+        /// The domain name to check, e.g. ads.example.com (Unicode names are accepted).
+        name: String,
+        /// Configuration file naming the lists.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,hickory_server=warn,hickory_resolver=warn,hickory_net=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let running = app::start(config).await?;
+                wait_for_stop().await;
+                tracing::info!("stopping");
+                running.shutdown().await;
+                Ok(())
+            })
+        }
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file)?;
+            let snapshot = Snapshot::load(&config.lists);
+            let mut report = String::new();
+            check::lists_report(&mut report, &snapshot);
+            print!("{report}");
+            if let Some(l) = snapshot.lists.iter().find(|l| l.error.is_some()) {
+                anyhow::bail!(
+                    "list `{}`: {}",
+                    l.name,
+                    l.error.as_deref().unwrap_or_default()
+                );
+            }
+            println!("{}: OK", file.display());
+            Ok(())
+        }
+        Command::Lists {
+            command: ListsCommand::Check { name, config },
+        } => {
+            let config = Config::load(&config)?;
+            let snapshot = Snapshot::load(&config.lists);
+            let report =
+                check::explain(&snapshot, &config.block, &name).map_err(anyhow::Error::msg)?;
+            print!("{report}");
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,259 @@
+//! Every Prometheus collector Rampart exports, registered once on a `Registry` that is passed
+//! in (no globals, so tests can run several servers in one process).
+//!
+//! Labels stay low-cardinality: outcome, qtype (a fixed set, the rest is "other"), protocol and
+//! list name. A domain name or a client address never becomes a label.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::policy::Snapshot;
+
+/// What happened to one query; the one value metrics (and later the query log) read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered from the policy: a blocked name.
+    Blocked,
+    /// Answered from the cache.
+    CacheHit,
+    /// Resolved upstream and answered.
+    Allowed,
+    /// Upstream failed or timed out.
+    ServFail,
+    /// Refused (class or query type we do not serve).
+    Refused,
+    /// Malformed request or unsupported opcode.
+    FormErr,
+    NotImp,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Blocked => "blocked",
+            Self::CacheHit => "cache_hit",
+            Self::Allowed => "allowed",
+            Self::ServFail => "servfail",
+            Self::Refused => "refused",
+            Self::FormErr => "formerr",
+            Self::NotImp => "notimp",
+        }
+    }
+}
+
+/// The collectors, cheap to clone (each is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    queries: IntCounterVec,
+    blocked: IntCounterVec,
+    allowlisted: IntCounterVec,
+    duration: HistogramVec,
+    pub cache_entries: IntGauge,
+    list_entries: IntGaugeVec,
+    list_rejected: IntGaugeVec,
+    pub upstream_errors: IntCounterVec,
+    pub policy_names: IntGaugeVec,
+    pub upstream_duration: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// The query types given their own label value; everything else is "other".
+const QTYPES: &[&str] = &[
+    "A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "PTR", "SRV", "HTTPS", "SVCB", "CAA", "DS",
+    "DNSKEY", "ANY", "NAPTR",
+];
+
+pub fn qtype_label(rtype: hickory_proto::rr::RecordType) -> &'static str {
+    let s: &'static str = rtype.into();
+    QTYPES.iter().copied().find(|q| *q == s).unwrap_or("other")
+}
+
+impl Metrics {
+    pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
+        let queries = IntCounterVec::new(
+            Opts::new(
+                "rampart_queries_total",
+                "DNS queries answered, by query type, protocol and outcome.",
+            ),
+            &["qtype", "protocol", "outcome"],
+        )?;
+        let blocked = IntCounterVec::new(
+            Opts::new(
+                "rampart_blocked_queries_total",
+                "Queries answered with a block, by the list whose rule matched.",
+            ),
+            &["list"],
+        )?;
+        let allowlisted = IntCounterVec::new(
+            Opts::new(
+                "rampart_allowlisted_queries_total",
+                "Queries exempted from blocking by an allow rule, by list.",
+            ),
+            &["list"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rampart_query_duration_seconds",
+                "Time from receiving a query to handing its answer to the socket.",
+            )
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["protocol"],
+        )?;
+        let upstream_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "rampart_upstream_duration_seconds",
+                "Time spent resolving cache misses upstream (recursion or forwarding).",
+            )
+            .buckets(vec![
+                0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        let cache_entries = IntGauge::new(
+            "rampart_cache_entries",
+            "Answers currently held in the cache.",
+        )?;
+        let list_entries = IntGaugeVec::new(
+            Opts::new(
+                "rampart_list_entries",
+                "Rules loaded from each list (before de-duplication across lists).",
+            ),
+            &["list", "kind"],
+        )?;
+        let list_rejected = IntGaugeVec::new(
+            Opts::new(
+                "rampart_list_rejected_lines",
+                "Lines of each list skipped as malformed or invalid at the last load.",
+            ),
+            &["list"],
+        )?;
+        let policy_names = IntGaugeVec::new(
+            Opts::new(
+                "rampart_policy_names",
+                "Distinct names in the compiled policy, by set (block or allow).",
+            ),
+            &["set"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "rampart_upstream_errors_total",
+                "Upstream resolutions that failed, by reason.",
+            ),
+            &["reason"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "rampart_build_info",
+                "Always 1; labels carry the version of the running binary.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        registry.register(Box::new(queries.clone()))?;
+        registry.register(Box::new(blocked.clone()))?;
+        registry.register(Box::new(allowlisted.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(cache_entries.clone()))?;
+        registry.register(Box::new(list_entries.clone()))?;
+        registry.register(Box::new(list_rejected.clone()))?;
+        registry.register(Box::new(policy_names.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(build_info))?;
+
+        // Pre-create the common series so dashboards see zeros rather than gaps.
+        for reason in ["timeout", "error"] {
+            upstream_errors.with_label_values(&[reason]);
+        }
+        Ok(Self {
+            registry,
+            queries,
+            blocked,
+            allowlisted,
+            duration,
+            cache_entries,
+            list_entries,
+            list_rejected,
+            upstream_errors,
+            policy_names,
+            upstream_duration,
+        })
+    }
+
+    /// Record one answered query.
+    pub fn observe(
+        &self,
+        qtype: &'static str,
+        protocol: &'static str,
+        outcome: Outcome,
+        elapsed: std::time::Duration,
+    ) {
+        self.queries
+            .with_label_values(&[qtype, protocol, outcome.label()])
+            .inc();
+        self.duration
+            .with_label_values(&[protocol])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn blocked_by(&self, list: &str) {
+        self.blocked.with_label_values(&[list]).inc();
+    }
+
+    pub fn allowlisted_by(&self, list: &str) {
+        self.allowlisted.with_label_values(&[list]).inc();
+    }
+
+    /// Publish the per-list figures of a freshly loaded snapshot.
+    pub fn set_lists(&self, snapshot: &Snapshot) {
+        self.list_entries.reset();
+        self.list_rejected.reset();
+        for l in &snapshot.lists {
+            let kind = match l.kind {
+                crate::config::ListKind::Block => "block",
+                crate::config::ListKind::Allow => "allow",
+            };
+            self.list_entries
+                .with_label_values(&[l.name.as_str(), kind])
+                .set(l.entries as i64);
+            self.list_rejected
+                .with_label_values(&[l.name.as_str()])
+                .set(l.rejected as i64);
+            if l.kind == crate::config::ListKind::Block {
+                self.blocked.with_label_values(&[l.name.as_str()]);
+            }
+        }
+        let (block, allow) = snapshot.sizes();
+        self.policy_names
+            .with_label_values(&["block"])
+            .set(block as i64);
+        self.policy_names
+            .with_label_values(&["allow"])
+            .set(allow as i64);
+    }
+
+    /// The text exposition format served on `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        // Encoding into a Vec cannot fail for I/O reasons; an error would be a collector bug,
+        // which we surface as an empty body rather than a panic on the admin path.
+        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
+            buf.clear();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
