@@ -28,7 +28,10 @@ pub fn explain(snapshot: &Snapshot, block: &BlockConfig, name: &str) -> Result<S
             }
         }
         Decision::Allowed(m) => {
-            let _ = writeln!(out, "{canonical}: ALLOWED (an allow rule matches; allow beats block)");
+            let _ = writeln!(
+                out,
+                "{canonical}: ALLOWED (an allow rule matches; allow beats block)"
+            );
             describe_rule(&mut out, snapshot, &canonical, m, "allow rule");
             match snapshot.block_match(bytes) {
                 Some(b) => {
@@ -41,7 +44,10 @@ pub fn explain(snapshot: &Snapshot, block: &BlockConfig, name: &str) -> Result<S
             }
         }
         Decision::Pass => {
-            let _ = writeln!(out, "{canonical}: ALLOWED (no list matches this name or its parents)");
+            let _ = writeln!(
+                out,
+                "{canonical}: ALLOWED (no list matches this name or its parents)"
+            );
         }
     }
     let _ = writeln!(out);
@@ -78,12 +84,8 @@ fn describe_rule(out: &mut String, snapshot: &Snapshot, canonical: &str, m: Matc
 fn describe_action(action: Action, block: &BlockConfig) -> String {
     match action {
         Action::BlockAddress => {
-            let v4 = block
-                .ipv4
-                .map_or("NODATA".to_string(), |a| a.to_string());
-            let v6 = block
-                .ipv6
-                .map_or("NODATA".to_string(), |a| a.to_string());
+            let v4 = block.ipv4.map_or("NODATA".to_string(), |a| a.to_string());
+            let v6 = block.ipv6.map_or("NODATA".to_string(), |a| a.to_string());
             format!(
                 "A → {v4}, AAAA → {v6}, other types → NODATA (TTL {} s)",
                 block.ttl
@@ -132,11 +134,7 @@ pub fn lists_report(out: &mut String, snapshot: &Snapshot) {
         }
         let total = l.rejected + l.unsupported;
         if total > l.skipped_sample.len() {
-            let _ = writeln!(
-                out,
-                "    … and {} more",
-                total - l.skipped_sample.len()
-            );
+            let _ = writeln!(out, "    … and {} more", total - l.skipped_sample.len());
         }
     }
 }

@@ -556,15 +556,17 @@ impl RawConfig {
         let b = &self.block;
         let ipv4 = match b.ipv4.as_str() {
             "" => None,
-            s => Some(s.parse::<Ipv4Addr>().map_err(|_| {
-                invalid("block.ipv4", format!("`{s}` is not an IPv4 address"))
-            })?),
+            s => Some(
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| invalid("block.ipv4", format!("`{s}` is not an IPv4 address")))?,
+            ),
         };
         let ipv6 = match b.ipv6.as_str() {
             "" => None,
-            s => Some(s.parse::<Ipv6Addr>().map_err(|_| {
-                invalid("block.ipv6", format!("`{s}` is not an IPv6 address"))
-            })?),
+            s => Some(
+                s.parse::<Ipv6Addr>()
+                    .map_err(|_| invalid("block.ipv6", format!("`{s}` is not an IPv6 address")))?,
+            ),
         };
         let block = BlockConfig {
             ipv4,
@@ -593,7 +595,10 @@ impl RawConfig {
             {
                 return Err(invalid(
                     &key("name"),
-                    format!("`{}` must be non-empty and use only a-z, 0-9, - and _", l.name),
+                    format!(
+                        "`{}` must be non-empty and use only a-z, 0-9, - and _",
+                        l.name
+                    ),
                 ));
             }
             if lists.iter().any(|o| o.name == l.name) {

@@ -1,1 +1,8 @@
+//! Rampart's integration tests, compiled into one binary: a real Rampart on loopback, a real
+//! authoritative hierarchy (in-process hickory authorities), real UDP and TCP.
 
+mod support;
+
+mod cli;
+mod metrics;
+mod resolve;

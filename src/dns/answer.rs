@@ -94,14 +94,32 @@ mod tests {
     fn addresses_and_nodata() {
         let q = Name::from_ascii("x.ads.example.").unwrap();
         let z = Name::from_ascii("ads.example.").unwrap();
-        let a = blocked(Action::BlockAddress, &q, RecordType::A, &z, &cfg(true, true));
+        let a = blocked(
+            Action::BlockAddress,
+            &q,
+            RecordType::A,
+            &z,
+            &cfg(true, true),
+        );
         assert_eq!(a.answers.len(), 1);
         assert_eq!(a.answers[0].ttl, 60);
-        let mx = blocked(Action::BlockAddress, &q, RecordType::MX, &z, &cfg(true, true));
+        let mx = blocked(
+            Action::BlockAddress,
+            &q,
+            RecordType::MX,
+            &z,
+            &cfg(true, true),
+        );
         assert!(mx.answers.is_empty());
         assert_eq!(mx.rcode, ResponseCode::NoError);
         assert_eq!(mx.authorities[0].name, z);
-        let aaaa = blocked(Action::BlockAddress, &q, RecordType::AAAA, &z, &cfg(true, false));
+        let aaaa = blocked(
+            Action::BlockAddress,
+            &q,
+            RecordType::AAAA,
+            &z,
+            &cfg(true, false),
+        );
         assert!(aaaa.answers.is_empty());
         let nx = blocked(Action::NxDomain, &q, RecordType::A, &z, &cfg(true, true));
         assert_eq!(nx.rcode, ResponseCode::NXDomain);

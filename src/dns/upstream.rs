@@ -196,7 +196,9 @@ impl Upstream {
                 tcp_only,
                 server_timeout,
             } => {
-                let servers = upstreams.iter().map(|addr| forward_server(*addr, *tcp_only));
+                let servers = upstreams
+                    .iter()
+                    .map(|addr| forward_server(*addr, *tcp_only));
                 let mut options = ResolverOpts::default();
                 options.timeout = *server_timeout;
                 options.attempts = 2;
@@ -251,9 +253,9 @@ impl Upstream {
                                 answers: message.answers,
                                 authorities: message.authorities,
                             }),
-                            other => Err(UpstreamError::Failed(format!(
-                                "upstream answered {other}"
-                            ))),
+                            other => {
+                                Err(UpstreamError::Failed(format!("upstream answered {other}")))
+                            }
                         }
                     }
                     Err(NetError::Dns(DnsError::NoRecordsFound(no_records))) => {
@@ -267,9 +269,9 @@ impl Upstream {
                                     .map(|soa| vec![soa.into_record_of_rdata()])
                                     .unwrap_or_default(),
                             }),
-                            other => Err(UpstreamError::Failed(format!(
-                                "upstream answered {other}"
-                            ))),
+                            other => {
+                                Err(UpstreamError::Failed(format!("upstream answered {other}")))
+                            }
                         }
                     }
                     Err(e) => Err(UpstreamError::Failed(e.to_string())),
