@@ -219,22 +219,14 @@ fn log_lists(snapshot: &Snapshot) {
             load_ms = format_args!("{:.1}", l.load_time.as_secs_f64() * 1000.0),
             "list loaded"
         );
-        let shown = l.skipped_sample.len();
-        for s in &l.skipped_sample {
-            warn!(
-                "{}:{}: skipped ({}): {}",
-                l.path.display(),
-                s.line,
-                s.reason,
-                s.text
-            );
+        for line in l.skipped_lines() {
+            warn!("skipped {line}");
         }
-        let total = l.rejected + l.unsupported;
-        if total > shown {
+        if l.skipped_not_shown() > 0 {
             warn!(
                 list = %l.name,
                 "{} more skipped lines not shown; run `rampart lists check` for details",
-                total - shown
+                l.skipped_not_shown()
             );
         }
     }

@@ -122,19 +122,11 @@ pub fn lists_report(out: &mut String, snapshot: &Snapshot) {
             l.unsupported,
             l.path.display()
         );
-        for s in &l.skipped_sample {
-            let _ = writeln!(
-                out,
-                "    {}:{}: {}: {}",
-                l.path.display(),
-                s.line,
-                s.reason,
-                s.text
-            );
+        for line in l.skipped_lines() {
+            let _ = writeln!(out, "    {line}");
         }
-        let total = l.rejected + l.unsupported;
-        if total > l.skipped_sample.len() {
-            let _ = writeln!(out, "    … and {} more", total - l.skipped_sample.len());
+        if l.skipped_not_shown() > 0 {
+            let _ = writeln!(out, "    … and {} more", l.skipped_not_shown());
         }
     }
 }

@@ -406,7 +406,7 @@ impl RawConfig {
         };
         let resolve = |p: &str| {
             let p = PathBuf::from(p);
-            if p.is_absolute() { p } else { base.join(p) }
+            clean_path(&if p.is_absolute() { p } else { base.join(p) })
         };
 
         if self.server.listen.is_empty() {
@@ -675,9 +675,133 @@ impl RawConfig {
     }
 }
 
+/// Drop `.` and `dir/..` pairs so messages show `blocklists/x.txt`, not
+/// `config/../blocklists/x.txt`. Purely lexical; a leading `..` is kept.
+fn clean_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
+}
+
 /// "10.0.0.0/8" or a bare address (a /32 or /128).
 fn parse_net(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<ipnet::IpNet>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml")
+    }
+
+    #[test]
+    fn default_config_loads_and_matches_the_built_in_defaults() {
+        let c = Config::load(&default_path()).expect("config/default.toml is valid");
+        assert_eq!(c.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(c.admin_listen, Some("127.0.0.1:9153".parse().unwrap()));
+        assert!(matches!(
+            c.resolver.mode,
+            ResolverMode::Recursive {
+                root_hints: None,
+                authority_port: 53,
+                deny_servers: None
+            }
+        ));
+        assert_eq!(c.block.ipv4, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(c.block.ipv6, Some(Ipv6Addr::LOCALHOST));
+        assert_eq!(c.block.ttl, 60);
+        assert!(c.lists.len() >= 3);
+        // Every value the file sets equals the built-in default, so documentation and code
+        // cannot drift apart: an empty file yields the same settings (lists aside).
+        let empty = Config::from_toml("", &default_path()).unwrap();
+        assert_eq!(format!("{:?}", empty.resolver), format!("{:?}", c.resolver));
+        assert_eq!(format!("{:?}", empty.cache), format!("{:?}", c.cache));
+        assert_eq!(format!("{:?}", empty.block), format!("{:?}", c.block));
+        assert_eq!(empty.listen, c.listen);
+        assert_eq!(empty.max_udp_payload, c.max_udp_payload);
+        assert_eq!(empty.tcp_idle_timeout, c.tcp_idle_timeout);
+        assert_eq!(empty.admin_listen, c.admin_listen);
+        assert!(!c.lists[0].path.to_string_lossy().contains(".."));
+    }
+
+    #[test]
+    fn an_unknown_key_in_any_table_is_an_error_naming_it() {
+        let text = std::fs::read_to_string(default_path()).unwrap();
+        let headers: Vec<usize> = text
+            .match_indices('\n')
+            .map(|(i, _)| i + 1)
+            .filter(|&i| text[i..].starts_with('['))
+            .collect();
+        assert!(headers.len() >= 8, "every table is covered");
+        for start in headers {
+            let end = start + text[start..].find('\n').unwrap() + 1;
+            let header = text[start..end].trim();
+            let broken = format!("{}bogus_key = 1\n{}", &text[..end], &text[end..]);
+            let err = Config::from_toml(&broken, &default_path())
+                .expect_err(&format!("unknown key under {header} must fail"))
+                .to_string();
+            assert!(err.contains("bogus_key"), "{header}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            (
+                "[server]\nmax_udp_payload = 100\n",
+                "server.max_udp_payload",
+            ),
+            ("[resolver]\ntimeout = \"0s\"\n", "resolver.timeout"),
+            (
+                "[resolver]\nmode = \"forward\"\n[resolver.forward]\nupstreams = [\"x\"]\n",
+                "resolver.forward.upstreams[0]",
+            ),
+            (
+                "[resolver.recursive]\ndeny_servers = [\"nope\"]\n",
+                "resolver.recursive.deny_servers[0]",
+            ),
+            (
+                "[cache]\nmin_ttl = \"2h\"\nmax_ttl = \"1h\"\n",
+                "cache.min_ttl",
+            ),
+            ("[block]\nipv6 = \"1.2.3.4\"\n", "block.ipv6"),
+            ("[admin]\nlisten = \"9153\"\n", "admin.listen"),
+            (
+                "[server]\nmax_udp_payload = \"big\"\n",
+                "server.max_udp_payload",
+            ),
+        ] {
+            let err = Config::from_toml(text, &default_path())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn clean_path_is_lexical() {
+        assert_eq!(
+            clean_path(Path::new("config/../blocklists/a.txt")),
+            PathBuf::from("blocklists/a.txt")
+        );
+        assert_eq!(clean_path(Path::new("../x")), PathBuf::from("../x"));
+        assert_eq!(clean_path(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+    }
 }

@@ -41,6 +41,26 @@ pub struct ListInfo {
     pub load_time: Duration,
 }
 
+impl ListInfo {
+    /// The kept skipped lines as `file:line: reason: text`, for logs and `lists check`.
+    pub fn skipped_lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.skipped_sample.iter().map(|s| {
+            format!(
+                "{}:{}: {}: {}",
+                self.path.display(),
+                s.line,
+                s.reason,
+                s.text
+            )
+        })
+    }
+
+    /// Skipped lines counted but not kept in `skipped_sample`.
+    pub fn skipped_not_shown(&self) -> usize {
+        (self.rejected + self.unsupported).saturating_sub(self.skipped_sample.len())
+    }
+}
+
 /// A compiled policy: the block set, the allow set and what each list contributed.
 #[derive(Debug)]
 pub struct Snapshot {
