@@ -21,14 +21,14 @@ use tokio::{
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     admin,
     config::{Config, ListKind},
     dns::{cache::Cache, handler, handler::DnsHandler, upstream::Upstream},
     metrics::Metrics,
-    policy::Snapshot,
+    policy::{Snapshot, formats::SkipReason},
 };
 
 /// A started server.
@@ -209,7 +209,7 @@ fn log_lists(snapshot: &Snapshot) {
             warn!(list = %l.name, %error, "list not loaded; serving without it");
             continue;
         }
-        tracing::debug!(
+        debug!(
             list = %l.name,
             kind,
             path = %l.path.display(),
@@ -219,8 +219,17 @@ fn log_lists(snapshot: &Snapshot) {
             load_ms = format_args!("{:.1}", l.load_time.as_secs_f64() * 1000.0),
             "list loaded"
         );
-        for line in l.skipped_lines() {
-            warn!("skipped {line}");
+        // Mistakes in a list are warnings; deliberately unsupported lines and hosts-file
+        // boilerplate are expected, so they only show at debug level.
+        for (skipped, line) in l.skipped_sample.iter().zip(l.skipped_lines()) {
+            if matches!(
+                skipped.reason,
+                SkipReason::Malformed(_) | SkipReason::InvalidName(_)
+            ) {
+                warn!("rejected {line}");
+            } else {
+                debug!("skipped {line}");
+            }
         }
         if l.skipped_not_shown() > 0 {
             warn!(
