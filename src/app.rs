@@ -200,7 +200,7 @@ async fn bind_pair(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)>
 /// One line per list, plus every skipped line that was kept (with file and line number), so
 /// an operator can fix the list.
 fn log_lists(snapshot: &Snapshot) {
-    for l in &snapshot.lists {
+    for l in snapshot.lists.iter().map(|l| &l.info) {
         let kind = match l.kind {
             ListKind::Block => "block",
             ListKind::Allow => "allow",
@@ -246,6 +246,7 @@ fn lists_summary(snapshot: &Snapshot) -> String {
     let parts: Vec<String> = snapshot
         .lists
         .iter()
+        .map(|l| &l.info)
         .map(|l| match &l.error {
             Some(_) => format!("{}: NOT LOADED", l.name),
             None => format!(

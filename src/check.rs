@@ -6,11 +6,7 @@ use std::fmt::Write as _;
 
 use crate::{
     config::{Action, BlockConfig, ListKind},
-    policy::{
-        Decision, Snapshot,
-        name::normalize,
-        nameset::{Match, RuleRef},
-    },
+    policy::{Decision, Match, Snapshot, name::normalize},
 };
 
 /// The report for `name` against `snapshot`. Errors only for a name that is not a valid
@@ -23,7 +19,7 @@ pub fn explain(snapshot: &Snapshot, block: &BlockConfig, name: &str) -> Result<S
         Decision::Blocked(m) => {
             let _ = writeln!(out, "{canonical}: BLOCKED");
             describe_rule(&mut out, snapshot, &canonical, m, "block rule");
-            if let Some(list) = snapshot.list(m.rule) {
+            if let Some(list) = snapshot.list(m) {
                 let _ = writeln!(out, "  answer: {}", describe_action(list.action, block));
             }
         }
@@ -56,14 +52,10 @@ pub fn explain(snapshot: &Snapshot, block: &BlockConfig, name: &str) -> Result<S
 }
 
 fn describe_rule(out: &mut String, snapshot: &Snapshot, canonical: &str, m: Match, what: &str) {
-    let listed = &canonical[canonical.len() - m.suffix_len..];
-    let scope = if m.exact {
-        "this name only"
-    } else {
-        "the name and all its subdomains"
-    };
-    let RuleRef { line, .. } = m.rule;
-    match snapshot.list(m.rule) {
+    let listed = &canonical[canonical.len() - m.hit.suffix_len..];
+    let scope = m.hit.scope.describe();
+    let line = m.hit.payload.line;
+    match snapshot.list(m) {
         Some(list) => {
             let _ = writeln!(
                 out,
@@ -103,7 +95,7 @@ pub fn lists_report(out: &mut String, snapshot: &Snapshot) {
     if snapshot.lists.is_empty() {
         let _ = writeln!(out, "  none configured");
     }
-    for l in &snapshot.lists {
+    for l in snapshot.lists.iter().map(|l| &l.info) {
         let kind = match l.kind {
             ListKind::Block => "block",
             ListKind::Allow => "allow",

@@ -98,7 +98,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut report = String::new();
             check::lists_report(&mut report, &snapshot);
             print!("{report}");
-            if let Some(l) = snapshot.lists.iter().find(|l| l.error.is_some()) {
+            if let Some(l) = snapshot
+                .lists
+                .iter()
+                .map(|l| &l.info)
+                .find(|l| l.error.is_some())
+            {
                 anyhow::bail!(
                     "list `{}`: {}",
                     l.name,

@@ -221,7 +221,7 @@ impl Metrics {
     pub fn set_lists(&self, snapshot: &Snapshot) {
         self.list_entries.reset();
         self.list_rejected.reset();
-        for l in &snapshot.lists {
+        for l in snapshot.lists.iter().map(|l| &l.info) {
             let kind = match l.kind {
                 crate::config::ListKind::Block => "block",
                 crate::config::ListKind::Allow => "allow",

@@ -161,11 +161,12 @@ impl DnsHandler {
         let canonical = QueryName::new(qname);
         match snapshot.decide(canonical.as_bytes()) {
             Decision::Blocked(m) => {
-                let Some(list) = snapshot.list(m.rule) else {
+                let Some(list) = snapshot.list(m) else {
                     return (Reply::empty(ResponseCode::ServFail), Outcome::ServFail);
                 };
                 self.metrics.blocked_by(&list.name);
-                let zone_labels = canonical.as_bytes()[canonical.as_bytes().len() - m.suffix_len..]
+                let zone_labels = canonical.as_bytes()
+                    [canonical.as_bytes().len() - m.hit.suffix_len..]
                     .iter()
                     .filter(|&&b| b == b'.')
                     .count()
@@ -182,7 +183,7 @@ impl DnsHandler {
                 );
             }
             Decision::Allowed(m) => {
-                if let Some(list) = snapshot.list(m.rule) {
+                if let Some(list) = snapshot.list(m) {
                     self.metrics.allowlisted_by(&list.name);
                 }
             }

@@ -8,13 +8,13 @@ pub mod formats;
 pub mod name;
 pub mod nameset;
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use hickory_proto::rr::Name;
 
 use crate::config::{Action, ListConfig, ListKind};
 use formats::Skipped;
-use nameset::{Match, NameSet, NameSetBuilder, RuleRef};
+use nameset::{Hit, NameSet, NameSetBuilder, Payload, PreparedName, Scope};
 
 /// How many skipped lines per list are kept for `lists check` and the log; the count is exact
 /// regardless.
@@ -28,8 +28,10 @@ pub struct ListInfo {
     pub kind: ListKind,
     pub action: Action,
     pub exact: bool,
-    /// Rules accepted (before de-duplication across lists).
+    /// Rules accepted (before de-duplication).
     pub entries: usize,
+    /// Distinct (name, scope) rules after de-duplication.
+    pub names: usize,
     /// Malformed lines and invalid names.
     pub rejected: usize,
     /// Lines skipped for being valid but not expressible (cosmetic adblock rules, localhost…).
@@ -39,6 +41,8 @@ pub struct ListInfo {
     /// Set when the file could not be read at all.
     pub error: Option<String>,
     pub load_time: Duration,
+    /// Heap bytes of the compiled sets.
+    pub bytes: usize,
 }
 
 impl ListInfo {
@@ -61,12 +65,90 @@ impl ListInfo {
     }
 }
 
-/// A compiled policy: the block set, the allow set and what each list contributed.
+/// One list, compiled. Immutable; a reload compiles a new one and swaps it in, so only one list
+/// is ever held twice during an update.
 #[derive(Debug)]
-pub struct Snapshot {
-    pub lists: Vec<ListInfo>,
+pub struct CompiledList {
+    pub info: ListInfo,
+    /// Names this list blocks.
     block: NameSet,
+    /// Names this list exempts (an allow list, or adblock `@@` exceptions).
     allow: NameSet,
+}
+
+impl CompiledList {
+    /// Read, parse and compile one list. A file that cannot be read yields an empty list with
+    /// `info.error` set; the other lists are unaffected.
+    pub fn load(list: &ListConfig) -> Self {
+        let started = std::time::Instant::now();
+        let mut info = ListInfo {
+            name: list.name.clone(),
+            path: list.path.clone(),
+            kind: list.kind,
+            action: list.action,
+            exact: list.exact,
+            entries: 0,
+            names: 0,
+            rejected: 0,
+            unsupported: 0,
+            skipped_sample: Vec::new(),
+            error: None,
+            load_time: Duration::ZERO,
+            bytes: 0,
+        };
+        let mut block = NameSetBuilder::new(false);
+        let mut allow = NameSetBuilder::new(false);
+        match read_list_text(&list.path) {
+            Ok(text) => {
+                let parsed = formats::parse(list.format, &text);
+                drop(text);
+                for rule in &parsed.rules {
+                    let target = if rule.allow || list.kind == ListKind::Allow {
+                        &mut allow
+                    } else {
+                        &mut block
+                    };
+                    let scope = if rule.exact || list.exact {
+                        Scope::Exact
+                    } else {
+                        Scope::Subtree
+                    };
+                    target.insert(
+                        rule.name.as_bytes(),
+                        scope,
+                        Payload {
+                            line: rule.line,
+                            extra: None,
+                        },
+                    );
+                }
+                info.entries = parsed.rules.len();
+                info.rejected = parsed.rejected().count();
+                info.unsupported = parsed.skipped.len() - info.rejected;
+                info.skipped_sample = parsed.skipped.into_iter().take(KEEP_SKIPPED).collect();
+            }
+            Err(e) => info.error = Some(e),
+        }
+        info.names = block.len() + allow.len();
+        let (block, allow) = (block.build(), allow.build());
+        info.bytes = block.heap_bytes() + allow.heap_bytes();
+        info.load_time = started.elapsed();
+        Self { info, block, allow }
+    }
+}
+
+/// A compiled policy: the lists in the order they are consulted.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub lists: Vec<Arc<CompiledList>>,
+}
+
+/// A rule that matched: which list, and the rule's scope, line and matched suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match {
+    /// Index into [`Snapshot::lists`].
+    pub list: usize,
+    pub hit: Hit,
 }
 
 /// The policy's verdict on one name.
@@ -76,98 +158,56 @@ pub enum Decision {
     Pass,
     /// An allow rule applies (it wins over any block rule).
     Allowed(Match),
-    /// A block rule applies and no allow rule does.
+    /// A block rule applies and no allow rule does: the first list (in order) that has one.
     Blocked(Match),
 }
 
 impl Snapshot {
-    /// A snapshot with no lists (used before the first load and in tests).
+    /// A snapshot with no lists.
     pub fn empty() -> Self {
-        Self {
-            lists: Vec::new(),
-            block: NameSetBuilder::new().build(),
-            allow: NameSetBuilder::new().build(),
-        }
+        Self::default()
     }
 
-    /// Read and compile the configured lists. A list that cannot be read is reported in its
-    /// `ListInfo::error` and contributes nothing; the other lists still load.
+    /// Read and compile the configured lists, one at a time.
     pub fn load(lists: &[ListConfig]) -> Self {
-        let mut block = NameSetBuilder::new();
-        let mut allow = NameSetBuilder::new();
-        let mut infos = Vec::with_capacity(lists.len());
-        for (index, list) in lists.iter().enumerate() {
-            let started = std::time::Instant::now();
-            let list_id = u16::try_from(index).unwrap_or(u16::MAX - 1);
-            let mut info = ListInfo {
-                name: list.name.clone(),
-                path: list.path.clone(),
-                kind: list.kind,
-                action: list.action,
-                exact: list.exact,
-                entries: 0,
-                rejected: 0,
-                unsupported: 0,
-                skipped_sample: Vec::new(),
-                error: None,
-                load_time: Duration::ZERO,
-            };
-            match read_list_text(&list.path) {
-                Ok(text) => {
-                    let parsed = formats::parse(list.format, &text);
-                    for rule in &parsed.rules {
-                        let target = if rule.allow || list.kind == ListKind::Allow {
-                            &mut allow
-                        } else {
-                            &mut block
-                        };
-                        target.insert(
-                            &rule.name,
-                            rule.exact || list.exact,
-                            RuleRef {
-                                list: list_id,
-                                line: rule.line,
-                            },
-                        );
-                    }
-                    info.entries = parsed.rules.len();
-                    info.rejected = parsed.rejected().count();
-                    info.unsupported = parsed.skipped.len() - info.rejected;
-                    info.skipped_sample = parsed.skipped.into_iter().take(KEEP_SKIPPED).collect();
-                }
-                Err(e) => info.error = Some(e),
-            }
-            info.load_time = started.elapsed();
-            infos.push(info);
-        }
         Self {
-            lists: infos,
-            block: block.build(),
-            allow: allow.build(),
+            lists: lists
+                .iter()
+                .map(|l| Arc::new(CompiledList::load(l)))
+                .collect(),
         }
     }
 
-    /// Distinct names in the block and allow sets.
+    /// Distinct names in the block and allow sets of all lists.
     pub fn sizes(&self) -> (usize, usize) {
-        (self.block.len(), self.allow.len())
+        self.lists
+            .iter()
+            .fold((0, 0), |(b, a), l| (b + l.block.len(), a + l.allow.len()))
     }
 
     /// Heap bytes held by the compiled sets.
     pub fn heap_bytes(&self) -> usize {
-        self.block.heap_bytes() + self.allow.heap_bytes()
+        self.lists.iter().map(|l| l.info.bytes).sum()
     }
 
-    /// The list a rule came from.
-    pub fn list(&self, rule: RuleRef) -> Option<&ListInfo> {
-        self.lists.get(rule.list as usize)
+    /// The list a match came from.
+    pub fn list(&self, m: Match) -> Option<&ListInfo> {
+        self.lists.get(m.list).map(|l| &l.info)
     }
 
     /// Decide for a name in canonical form (see [`QueryName`]).
     pub fn decide(&self, name: &[u8]) -> Decision {
-        if let Some(m) = self.allow.lookup(name) {
-            return Decision::Allowed(m);
+        self.decide_prepared(&PreparedName::new(name))
+    }
+
+    /// Decide for a prepared name: any allow rule wins; else the first list with a block rule.
+    pub fn decide_prepared(&self, q: &PreparedName<'_>) -> Decision {
+        for (list, l) in self.lists.iter().enumerate() {
+            if let Some(hit) = l.allow.lookup(q) {
+                return Decision::Allowed(Match { list, hit });
+            }
         }
-        match self.block.lookup(name) {
+        match self.block_match_prepared(q) {
             Some(m) => Decision::Blocked(m),
             None => Decision::Pass,
         }
@@ -175,7 +215,14 @@ impl Snapshot {
 
     /// The block rule a name would hit if no allow rule applied (for explanations).
     pub fn block_match(&self, name: &[u8]) -> Option<Match> {
-        self.block.lookup(name)
+        self.block_match_prepared(&PreparedName::new(name))
+    }
+
+    fn block_match_prepared(&self, q: &PreparedName<'_>) -> Option<Match> {
+        self.lists
+            .iter()
+            .enumerate()
+            .find_map(|(list, l)| l.block.lookup(q).map(|hit| Match { list, hit }))
     }
 }
 
