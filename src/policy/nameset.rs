@@ -686,3 +686,72 @@ mod tests {
         assert!(!b.insert(&[b'a'; 300], Scope::Exact, p(1)));
     }
 }
+
+/// The compiled set against a naive reference: a map of names walked suffix by suffix.
+#[cfg(test)]
+mod properties {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Names from a tiny alphabet so that parents, children and duplicates are frequent.
+    fn name() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "ab", "x-y", "_z"]), 1..5)
+            .prop_map(|labels| labels.join("."))
+    }
+
+    fn scope() -> impl Strategy<Value = Scope> {
+        prop::sample::select(vec![Scope::Exact, Scope::Subtree, Scope::Subdomains])
+    }
+
+    /// First rule per (name, scope) wins; at the name itself exact beats subtree; below it the
+    /// nearest listed parent with a subtree or subdomains rule wins, subtree first.
+    fn reference(rules: &[(String, Scope)], query: &str) -> Option<(Scope, u32, usize)> {
+        let mut map: HashMap<&str, Vec<(Scope, u32)>> = HashMap::new();
+        for (i, (n, s)) in rules.iter().enumerate() {
+            let e = map.entry(n.as_str()).or_default();
+            if !e.iter().any(|(es, _)| es == s) {
+                e.push((*s, i as u32 + 1));
+            }
+        }
+        let labels: Vec<&str> = query.split('.').collect();
+        for i in 0..labels.len() {
+            let suffix = labels[i..].join(".");
+            let Some(found) = map.get(suffix.as_str()) else { continue };
+            let order: &[Scope] = if i == 0 {
+                &[Scope::Exact, Scope::Subtree]
+            } else {
+                &[Scope::Subtree, Scope::Subdomains]
+            };
+            for want in order {
+                if let Some((s, line)) = found.iter().find(|(s, _)| s == want) {
+                    return Some((*s, *line, suffix.len()));
+                }
+            }
+        }
+        None
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn matches_the_naive_reference(
+            rules in prop::collection::vec((name(), scope()), 0..60),
+            queries in prop::collection::vec(name(), 1..40),
+        ) {
+            let mut b = NameSetBuilder::new(false);
+            for (i, (n, s)) in rules.iter().enumerate() {
+                b.insert(n.as_bytes(), *s, Payload { line: i as u32 + 1, extra: None });
+            }
+            let set = b.build();
+            for q in &queries {
+                let got = set
+                    .lookup(&PreparedName::new(q.as_bytes()))
+                    .map(|h| (h.scope, h.payload.line, h.suffix_len));
+                prop_assert_eq!(got, reference(&rules, q), "query {}", q);
+            }
+        }
+    }
+}
