@@ -40,11 +40,11 @@ fn benches(c: &mut Criterion) {
         action: Action::BlockAddress,
     }];
     g.bench_function("load_snapshot_1m", |b| {
-        b.iter(|| Snapshot::load(&lists).sizes())
+        b.iter(|| Snapshot::load(&lists, &[]).sizes())
     });
     g.finish();
 
-    let snapshot = Snapshot::load(&lists);
+    let snapshot = Snapshot::load(&lists, &[]);
     eprintln!(
         "1M-name snapshot: {:.1} MiB of compiled policy",
         snapshot.heap_bytes() as f64 / (1024.0 * 1024.0)
@@ -54,10 +54,10 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("decide");
     g.throughput(Throughput::Elements(1));
     g.bench_function("hit_subdomain", |b| {
-        b.iter(|| snapshot.decide(QueryName::new(&hit).as_bytes()))
+        b.iter(|| snapshot.decide(QueryName::new(&hit).as_bytes(), 0))
     });
     g.bench_function("miss_6_labels", |b| {
-        b.iter(|| snapshot.decide(QueryName::new(&miss).as_bytes()))
+        b.iter(|| snapshot.decide(QueryName::new(&miss).as_bytes(), 0))
     });
     g.finish();
 }

@@ -58,8 +58,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let metrics = Metrics::new(prometheus::Registry::new()).context("registering metrics")?;
 
     // Compiling lists is CPU work: keep it off the async workers.
-    let lists = config.lists.clone();
-    let snapshot = tokio::task::spawn_blocking(move || Snapshot::load(&lists))
+    let (lists, groups) = (config.lists.clone(), config.groups.clone());
+    let snapshot = tokio::task::spawn_blocking(move || Snapshot::load(&lists, &groups))
         .await
         .context("list loading task failed")?;
     log_lists(&snapshot);

@@ -9,19 +9,44 @@ use crate::{
     policy::{Decision, Match, Snapshot, name::normalize},
 };
 
-/// The report for `name` against `snapshot`. Errors only for a name that is not a valid
-/// domain name.
-pub fn explain(snapshot: &Snapshot, block: &BlockConfig, name: &str) -> Result<String, String> {
+/// The report for `name` asked by `client` (None: a client of the default group). Errors only
+/// for a name that is not a valid domain name.
+pub fn explain(
+    snapshot: &Snapshot,
+    block: &BlockConfig,
+    name: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<String, String> {
     let canonical = normalize(name).map_err(|e| format!("`{name}` is not a usable name: {e}"))?;
     let bytes = canonical.as_bytes();
+    let group = client.map_or(0, |ip| snapshot.group_of(ip));
     let mut out = String::new();
-    match snapshot.decide(bytes) {
+    if let Some(g) = snapshot.groups.get(group) {
+        let names: Vec<&str> = g
+            .lists
+            .iter()
+            .filter_map(|&i| snapshot.lists.get(i).map(|l| l.info.name.as_str()))
+            .collect();
+        let who = client.map_or("a client outside every group".to_string(), |ip| {
+            ip.to_string()
+        });
+        let _ = writeln!(
+            out,
+            "client: {who} → group \"{}\" (lists: {})",
+            g.name,
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
+    match snapshot.decide(bytes, group) {
         Decision::Blocked(m) => {
             let _ = writeln!(out, "{canonical}: BLOCKED");
             describe_rule(&mut out, snapshot, &canonical, m, "block rule");
-            if let Some(list) = snapshot.list(m) {
-                let _ = writeln!(out, "  answer: {}", describe_action(list.action, block));
-            }
+            let action = snapshot.action(m, group);
+            let _ = writeln!(out, "  answer: {}", describe_action(action, block));
         }
         Decision::Allowed(m) => {
             let _ = writeln!(
@@ -29,7 +54,7 @@ pub fn explain(snapshot: &Snapshot, block: &BlockConfig, name: &str) -> Result<S
                 "{canonical}: ALLOWED (an allow rule matches; allow beats block)"
             );
             describe_rule(&mut out, snapshot, &canonical, m, "allow rule");
-            match snapshot.block_match(bytes) {
+            match snapshot.block_match(bytes, group) {
                 Some(b) => {
                     let _ = writeln!(out, "  without it, this rule would block it:");
                     describe_rule(&mut out, snapshot, &canonical, b, "block rule");

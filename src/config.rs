@@ -56,6 +56,23 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     /// Block lists and allow lists, in the order they are consulted.
     pub lists: Vec<RawList>,
+    /// Client groups: which lists apply to which client networks.
+    pub groups: Vec<RawGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    /// Unique name; "default" names the group of clients outside every network.
+    pub name: String,
+    /// Client networks (CIDR) in this group; the longest matching prefix wins.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// Names of the lists applied to this group, in the order they are consulted.
+    pub lists: Vec<String>,
+    /// Optional answer for every block in this group, overriding each list's `action`.
+    #[serde(default)]
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +278,18 @@ pub struct Config {
     pub block: BlockConfig,
     pub admin_listen: Option<SocketAddr>,
     pub lists: Vec<ListConfig>,
+    /// Client groups; `groups[0]` is the default group.
+    pub groups: Vec<GroupConfig>,
+}
+
+/// A validated client group.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub name: String,
+    pub networks: Vec<ipnet::IpNet>,
+    /// Indices into `Config::lists`, in the order they are consulted.
+    pub lists: Vec<usize>,
+    pub action: Option<Action>,
 }
 
 #[derive(Debug, Clone)]
@@ -627,20 +656,7 @@ impl RawConfig {
                     ));
                 }
             };
-            let action = match l.action.as_str() {
-                "block_address" => Action::BlockAddress,
-                "nxdomain" => Action::NxDomain,
-                "nodata" => Action::NoData,
-                "refused" => Action::Refused,
-                other => {
-                    return Err(invalid(
-                        &key("action"),
-                        format!(
-                            "`{other}` is not one of \"block_address\", \"nxdomain\", \"nodata\", \"refused\""
-                        ),
-                    ));
-                }
-            };
+            let action = parse_action(&l.action).map_err(|m| invalid(&key("action"), m))?;
             let path = resolve(&l.path);
             if !path.is_file() {
                 return Err(invalid(
@@ -658,6 +674,8 @@ impl RawConfig {
             });
         }
 
+        let groups = validate_groups(self.groups, &lists).map_err(|(k, m)| invalid(&k, m))?;
+
         Ok(Config {
             source: path.to_owned(),
             listen,
@@ -671,8 +689,98 @@ impl RawConfig {
             block,
             admin_listen,
             lists,
+            groups,
         })
     }
+}
+
+fn parse_action(s: &str) -> Result<Action, String> {
+    match s {
+        "block_address" => Ok(Action::BlockAddress),
+        "nxdomain" => Ok(Action::NxDomain),
+        "nodata" => Ok(Action::NoData),
+        "refused" => Ok(Action::Refused),
+        other => Err(format!(
+            "`{other}` is not one of \"block_address\", \"nxdomain\", \"nodata\", \"refused\""
+        )),
+    }
+}
+
+/// Groups: names unique, lists known, networks valid and not claimed twice. The default group
+/// (clients outside every network) comes first; unless configured it uses every list.
+fn validate_groups(
+    raw: Vec<RawGroup>,
+    lists: &[ListConfig],
+) -> Result<Vec<GroupConfig>, (String, String)> {
+    let mut groups = vec![GroupConfig {
+        name: "default".into(),
+        networks: Vec::new(),
+        lists: (0..lists.len()).collect(),
+        action: None,
+    }];
+    let mut seen_nets: Vec<(ipnet::IpNet, String)> = Vec::new();
+    for (i, g) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("groups[{i}].{k}");
+        if g.name.is_empty() {
+            return Err((key("name"), "must not be empty".into()));
+        }
+        let mut indices = Vec::new();
+        for (j, l) in g.lists.iter().enumerate() {
+            let Some(index) = lists.iter().position(|c| &c.name == l) else {
+                return Err((
+                    format!("groups[{i}].lists[{j}]"),
+                    format!("no list named `{l}` is configured"),
+                ));
+            };
+            indices.push(index);
+        }
+        let action = match &g.action {
+            None => None,
+            Some(a) => Some(parse_action(a).map_err(|m| (key("action"), m))?),
+        };
+        let mut networks = Vec::new();
+        for (j, n) in g.networks.iter().enumerate() {
+            let net = parse_net(n).ok_or_else(|| {
+                (
+                    format!("groups[{i}].networks[{j}]"),
+                    format!("`{n}` is not a network like 10.0.0.0/8 or 2001:db8::/32"),
+                )
+            })?;
+            let net = net.trunc();
+            if let Some((_, other)) = seen_nets.iter().find(|(s, _)| *s == net) {
+                return Err((
+                    format!("groups[{i}].networks[{j}]"),
+                    format!("{net} is already in group `{other}`"),
+                ));
+            }
+            seen_nets.push((net, g.name.clone()));
+            networks.push(net);
+        }
+        if g.name == "default" {
+            if !networks.is_empty() {
+                return Err((
+                    key("networks"),
+                    "the default group takes every client outside the other groups; it has no networks".into(),
+                ));
+            }
+            groups[0].lists = indices;
+            groups[0].action = action;
+            continue;
+        }
+        if groups.iter().any(|o| o.name == g.name) {
+            return Err((key("name"), format!("`{}` is used by two groups", g.name)));
+        }
+        if networks.is_empty() {
+            return Err((key("networks"), "a group needs at least one network".into()));
+        }
+        groups.push(GroupConfig {
+            name: g.name,
+            networks,
+            lists: indices,
+            action,
+        });
+    }
+    Ok(groups)
 }
 
 /// Drop `.` and `dir/..` pairs so messages show `blocklists/x.txt`, not

@@ -54,6 +54,9 @@ enum ListsCommand {
         /// Configuration file naming the lists.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Check as this client address would be treated (its client group's lists).
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
     },
 }
 
@@ -94,7 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
-            let snapshot = Snapshot::load(&config.lists);
+            let snapshot = Snapshot::load(&config.lists, &config.groups);
             let mut report = String::new();
             check::lists_report(&mut report, &snapshot);
             print!("{report}");
@@ -114,12 +117,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Lists {
-            command: ListsCommand::Check { name, config },
+            command:
+                ListsCommand::Check {
+                    name,
+                    config,
+                    client,
+                },
         } => {
             let config = Config::load(&config)?;
-            let snapshot = Snapshot::load(&config.lists);
-            let report =
-                check::explain(&snapshot, &config.block, &name).map_err(anyhow::Error::msg)?;
+            let snapshot = Snapshot::load(&config.lists, &config.groups);
+            let report = check::explain(&snapshot, &config.block, &name, client)
+                .map_err(anyhow::Error::msg)?;
             print!("{report}");
             Ok(())
         }

@@ -325,3 +325,45 @@ async fn malformed_packets_do_not_hurt() {
     assert_eq!(a_records(&m), vec![BLOCK_V4]);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_groups_choose_the_lists_and_the_answer() {
+    let h = Hierarchy::start().await;
+    let (files, mut extra) = standard_lists();
+    extra.push_str(
+        r#"
+[[groups]]
+name = "default"
+lists = ["adnet"]
+
+[[groups]]
+name = "kids"
+networks = ["127.0.0.9/32", "fd00::/8"]
+lists = ["hosts", "adnet"]
+action = "nxdomain"
+"#,
+    );
+    let s = TestServer::start(
+        &h,
+        Setup {
+            files,
+            extra,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let kid = Ipv4Addr::new(127, 0, 0, 9);
+    let other = Ipv4Addr::new(127, 0, 0, 1);
+    for t in [Transport::Udp, Transport::Tcp] {
+        // Default group: the hosts list does not apply, the adnet list does.
+        let m = ask_from(other, s.dns, t, "ads.corp.test.", RecordType::A).await;
+        assert_eq!(a_records(&m), vec![ADS_V4], "{t:?}");
+        let m = ask_from(other, s.dns, t, "adnet.test.", RecordType::A).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        // The kids group: both lists, and its own block answer.
+        let m = ask_from(kid, s.dns, t, "ads.corp.test.", RecordType::A).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{t:?}");
+        assert!(m.answers.is_empty());
+    }
+    s.stop().await;
+}

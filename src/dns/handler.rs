@@ -159,7 +159,8 @@ impl DnsHandler {
         // Policy.
         let snapshot = self.policy.load();
         let canonical = QueryName::new(qname);
-        match snapshot.decide(canonical.as_bytes()) {
+        let group = snapshot.group_of(request.src().ip());
+        match snapshot.decide(canonical.as_bytes(), group) {
             Decision::Blocked(m) => {
                 let Some(list) = snapshot.list(m) else {
                     return (Reply::empty(ResponseCode::ServFail), Outcome::ServFail);
@@ -172,7 +173,8 @@ impl DnsHandler {
                     .count()
                     + 1;
                 let zone = qname.trim_to(zone_labels);
-                let s = answer::blocked(list.action, qname, qtype, &zone, &self.block);
+                let action = snapshot.action(m, group);
+                let s = answer::blocked(action, qname, qtype, &zone, &self.block);
                 return (
                     Reply {
                         rcode: s.rcode,

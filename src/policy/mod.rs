@@ -5,6 +5,7 @@
 //! query path only calls [`Snapshot::decide`], which allocates nothing.
 
 pub mod formats;
+pub mod groups;
 pub mod name;
 pub mod nameset;
 
@@ -12,8 +13,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use hickory_proto::rr::Name;
 
-use crate::config::{Action, ListConfig, ListKind};
+use crate::config::{Action, GroupConfig, ListConfig, ListKind};
 use formats::Skipped;
+use groups::{GroupId, GroupMap};
 use nameset::{Hit, NameSet, NameSetBuilder, Payload, PreparedName, Scope};
 
 /// How many skipped lines per list are kept for `lists check` and the log; the count is exact
@@ -137,10 +139,37 @@ impl CompiledList {
     }
 }
 
-/// A compiled policy: the lists in the order they are consulted.
-#[derive(Debug, Default)]
+/// A client group as the query path needs it.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    /// Indices into [`Snapshot::lists`], in the order they are consulted.
+    pub lists: Vec<usize>,
+    /// Overrides each list's action for this group's clients.
+    pub action: Option<Action>,
+}
+
+/// A compiled policy: the lists in the order they are consulted, and which apply to whom.
+#[derive(Debug)]
 pub struct Snapshot {
     pub lists: Vec<Arc<CompiledList>>,
+    /// `groups[0]` is the default group.
+    pub groups: Vec<Group>,
+    pub group_map: GroupMap,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self {
+            lists: Vec::new(),
+            groups: vec![Group {
+                name: "default".into(),
+                lists: Vec::new(),
+                action: None,
+            }],
+            group_map: GroupMap::default(),
+        }
+    }
 }
 
 /// A rule that matched: which list, and the rule's scope, line and matched suffix.
@@ -168,14 +197,52 @@ impl Snapshot {
         Self::default()
     }
 
-    /// Read and compile the configured lists, one at a time.
-    pub fn load(lists: &[ListConfig]) -> Self {
-        Self {
-            lists: lists
-                .iter()
-                .map(|l| Arc::new(CompiledList::load(l)))
-                .collect(),
+    /// Read and compile the configured lists, one at a time. Without groups, every client is in
+    /// the default group, which consults every list.
+    pub fn load(lists: &[ListConfig], groups: &[GroupConfig]) -> Self {
+        let compiled = lists
+            .iter()
+            .map(|l| Arc::new(CompiledList::load(l)))
+            .collect();
+        Self::assemble(compiled, groups)
+    }
+
+    /// Put compiled lists and groups together.
+    pub fn assemble(lists: Vec<Arc<CompiledList>>, groups: &[GroupConfig]) -> Self {
+        let mut group_map = GroupMap::default();
+        let mut out: Vec<Group> = Vec::new();
+        for (id, g) in groups.iter().enumerate() {
+            for net in &g.networks {
+                group_map.insert(*net, id);
+            }
+            out.push(Group {
+                name: g.name.clone(),
+                lists: g
+                    .lists
+                    .iter()
+                    .copied()
+                    .filter(|&i| i < lists.len())
+                    .collect(),
+                action: g.action,
+            });
         }
+        if out.is_empty() {
+            out.push(Group {
+                name: "default".into(),
+                lists: (0..lists.len()).collect(),
+                action: None,
+            });
+        }
+        Self {
+            lists,
+            groups: out,
+            group_map,
+        }
+    }
+
+    /// The group of a client address.
+    pub fn group_of(&self, client: std::net::IpAddr) -> GroupId {
+        self.group_map.group_of(client)
     }
 
     /// Distinct names in the block and allow sets of all lists.
@@ -195,34 +262,54 @@ impl Snapshot {
         self.lists.get(m.list).map(|l| &l.info)
     }
 
-    /// Decide for a name in canonical form (see [`QueryName`]).
-    pub fn decide(&self, name: &[u8]) -> Decision {
-        self.decide_prepared(&PreparedName::new(name))
+    /// The lists of a group, in order (the default group's for an unknown id).
+    fn group_lists(&self, group: GroupId) -> &[usize] {
+        self.groups
+            .get(group)
+            .or_else(|| self.groups.first())
+            .map_or(&[], |g| g.lists.as_slice())
     }
 
-    /// Decide for a prepared name: any allow rule wins; else the first list with a block rule.
-    pub fn decide_prepared(&self, q: &PreparedName<'_>) -> Decision {
-        for (list, l) in self.lists.iter().enumerate() {
-            if let Some(hit) = l.allow.lookup(q) {
+    /// Decide for a name in canonical form (see [`QueryName`]) for a client group.
+    pub fn decide(&self, name: &[u8], group: GroupId) -> Decision {
+        self.decide_prepared(&PreparedName::new(name), group)
+    }
+
+    /// Decide for a prepared name: any allow rule of the group's lists wins; else the first of
+    /// its lists with a block rule.
+    pub fn decide_prepared(&self, q: &PreparedName<'_>, group: GroupId) -> Decision {
+        for &list in self.group_lists(group) {
+            if let Some(hit) = self.lists[list].allow.lookup(q) {
                 return Decision::Allowed(Match { list, hit });
             }
         }
-        match self.block_match_prepared(q) {
+        match self.block_match_prepared(q, group) {
             Some(m) => Decision::Blocked(m),
             None => Decision::Pass,
         }
     }
 
     /// The block rule a name would hit if no allow rule applied (for explanations).
-    pub fn block_match(&self, name: &[u8]) -> Option<Match> {
-        self.block_match_prepared(&PreparedName::new(name))
+    pub fn block_match(&self, name: &[u8], group: GroupId) -> Option<Match> {
+        self.block_match_prepared(&PreparedName::new(name), group)
     }
 
-    fn block_match_prepared(&self, q: &PreparedName<'_>) -> Option<Match> {
-        self.lists
-            .iter()
-            .enumerate()
-            .find_map(|(list, l)| l.block.lookup(q).map(|hit| Match { list, hit }))
+    fn block_match_prepared(&self, q: &PreparedName<'_>, group: GroupId) -> Option<Match> {
+        self.group_lists(group).iter().find_map(|&list| {
+            self.lists[list]
+                .block
+                .lookup(q)
+                .map(|hit| Match { list, hit })
+        })
+    }
+
+    /// The answer for a block: the group's override, else the list's action.
+    pub fn action(&self, m: Match, group: GroupId) -> Action {
+        self.groups
+            .get(group)
+            .and_then(|g| g.action)
+            .or_else(|| self.list(m).map(|l| l.action))
+            .unwrap_or(Action::BlockAddress)
     }
 }
 

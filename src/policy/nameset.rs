@@ -698,8 +698,11 @@ mod properties {
 
     /// Names from a tiny alphabet so that parents, children and duplicates are frequent.
     fn name() -> impl Strategy<Value = String> {
-        prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "ab", "x-y", "_z"]), 1..5)
-            .prop_map(|labels| labels.join("."))
+        prop::collection::vec(
+            prop::sample::select(vec!["a", "b", "c", "ab", "x-y", "_z"]),
+            1..5,
+        )
+        .prop_map(|labels| labels.join("."))
     }
 
     fn scope() -> impl Strategy<Value = Scope> {
@@ -719,7 +722,9 @@ mod properties {
         let labels: Vec<&str> = query.split('.').collect();
         for i in 0..labels.len() {
             let suffix = labels[i..].join(".");
-            let Some(found) = map.get(suffix.as_str()) else { continue };
+            let Some(found) = map.get(suffix.as_str()) else {
+                continue;
+            };
             let order: &[Scope] = if i == 0 {
                 &[Scope::Exact, Scope::Subtree]
             } else {

@@ -474,10 +474,37 @@ pub async fn exchange(server: SocketAddr, t: Transport, query: &Message) -> Mess
 }
 
 pub async fn exchange_bytes(server: SocketAddr, t: Transport, bytes: &[u8]) -> Vec<u8> {
+    exchange_bytes_from(Ipv4Addr::LOCALHOST, server, t, bytes).await
+}
+
+/// Ask from a chosen loopback source address (client groups key on it).
+pub async fn ask_from(
+    source: Ipv4Addr,
+    server: SocketAddr,
+    t: Transport,
+    qname: &str,
+    rtype: RecordType,
+) -> Message {
+    let q = query_message(qname, rtype, true);
+    let reply = tokio::time::timeout(
+        DEADLINE,
+        exchange_bytes_from(source, server, t, &q.to_vec().unwrap()),
+    )
+    .await
+    .expect("answer within the deadline");
+    Message::from_vec(&reply).expect("a decodable response")
+}
+
+async fn exchange_bytes_from(
+    source: Ipv4Addr,
+    server: SocketAddr,
+    t: Transport,
+    bytes: &[u8],
+) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     match t {
         Transport::Udp => {
-            let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let s = UdpSocket::bind((source, 0)).await.unwrap();
             s.send_to(bytes, server).await.unwrap();
             let mut buf = vec![0u8; 65535];
             let (n, _) = s.recv_from(&mut buf).await.unwrap();
@@ -485,7 +512,9 @@ pub async fn exchange_bytes(server: SocketAddr, t: Transport, bytes: &[u8]) -> V
             buf
         }
         Transport::Tcp => {
-            let mut s = TcpStream::connect(server).await.unwrap();
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((source, 0).into()).unwrap();
+            let mut s = socket.connect(server).await.unwrap();
             let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
             framed.extend_from_slice(bytes);
             s.write_all(&framed).await.unwrap();
