@@ -11,6 +11,7 @@
 mod adblock;
 mod hosts;
 mod plain;
+mod wildcard;
 
 use std::{fmt, net::IpAddr, sync::Arc};
 
@@ -26,11 +27,19 @@ pub enum Format {
     Hosts,
     /// AdGuard / Adblock Plus DNS filter syntax (`||name^`, `@@||name^`, `|name^|`).
     Adblock,
+    /// One name per line, `*.name` for the subdomains of `name` only (not `name` itself); a bare
+    /// name means the name and its subdomains ("Wildcard Domains" lists).
+    Wildcard,
 }
 
 impl Format {
     /// Every format, in the order they are documented.
-    pub const ALL: [Format; 3] = [Format::Plain, Format::Hosts, Format::Adblock];
+    pub const ALL: [Format; 4] = [
+        Format::Plain,
+        Format::Hosts,
+        Format::Adblock,
+        Format::Wildcard,
+    ];
 
     /// The name used in the configuration file and on the command line.
     pub fn as_str(self) -> &'static str {
@@ -38,6 +47,7 @@ impl Format {
             Format::Plain => "plain",
             Format::Hosts => "hosts",
             Format::Adblock => "adblock",
+            Format::Wildcard => "wildcard",
         }
     }
 }
@@ -372,6 +382,7 @@ pub fn parse(format: Format, text: &str) -> ParsedList {
         Format::Plain => plain::parse_line,
         Format::Hosts => hosts::parse_line,
         Format::Adblock => adblock::parse_line,
+        Format::Wildcard => wildcard::parse_line,
     };
     for (line, raw) in numbered_lines(text) {
         list.lines = line;
@@ -650,6 +661,7 @@ mod tests {
             ("plain", Format::Plain),
             ("hosts", Format::Hosts),
             ("adblock", Format::Adblock),
+            ("wildcard", Format::Wildcard),
         ] {
             let map = MapDeserializer::<_, Error>::new(std::iter::once(("format", text)));
             let holder = Holder::deserialize(map);
@@ -676,7 +688,7 @@ mod tests {
             let piece = PIECES.get((state % 28) as usize).copied().unwrap_or("");
             text.push_str(piece);
         }
-        for format in [Format::Plain, Format::Hosts, Format::Adblock] {
+        for format in Format::ALL {
             let list = parse(format, &text);
             for skipped in &list.skipped {
                 assert!(skipped.text.len() <= MAX_SKIPPED_TEXT);
@@ -695,7 +707,7 @@ mod tests {
     fn never_panics_on_odd_input() {
         let odd = "\u{feff}\r\n\r\r\n\0\n||\n|\n@@\n$\n/\n//\n#\n!\n[\n]\n^\n|^|\n@@|^\n||.^\n\
                    ||ä^\n0.0.0.0 \u{fffd}\n:: ::\n[::1] x\n%\n\u{2028}\n🦀🦀🦀";
-        for format in [Format::Plain, Format::Hosts, Format::Adblock] {
+        for format in Format::ALL {
             let list = parse(format, odd);
             assert!(list.lines > 0);
         }
