@@ -181,7 +181,7 @@ fn wanted(format: Format, path: &Path) -> bool {
     };
     match format {
         Format::Adblock => name.ends_with(".adblock.txt") || name.ends_with(".agh.txt"),
-        Format::Plain | Format::Hosts => name.ends_with(".txt"),
+        _ => name.ends_with(".txt"),
     }
 }
 

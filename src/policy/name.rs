@@ -7,7 +7,7 @@
 //! additions that no real list exercises: Unicode names are converted to punycode instead of
 //! being refused, and a label made only of '-' and '_' is refused.
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 
@@ -107,25 +107,49 @@ pub(crate) fn is_ip_literal(text: &str) -> bool {
     false
 }
 
+/// The address an IP literal names, for counting distinct addresses in a list. Accepts what
+/// [`normalize`] reports as [`NameError::IpLiteral`] in ASCII: one trailing dot, brackets, a
+/// `%zone` (dropped) and leading zeros in a dotted quad (`010.001.000.001` is 10.1.0.1).
+pub(crate) fn parse_ip_literal(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    let text = text.strip_suffix('.').unwrap_or(text);
+    let inner = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    if let Some(octets) = dotted_quad(inner) {
+        return Some(IpAddr::V4(Ipv4Addr::from(octets)));
+    }
+    if inner.contains(':') {
+        let addr = inner.split_once('%').map_or(inner, |(addr, _zone)| addr);
+        return addr.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    None
+}
+
 fn is_dotted_quad(text: &str) -> bool {
+    dotted_quad(text).is_some()
+}
+
+/// The four octets of `d.d.d.d` (each part 1-3 digits, ≤ 255).
+fn dotted_quad(text: &str) -> Option<[u8; 4]> {
+    let mut octets = [0u8; 4];
     let mut parts = 0;
     for part in text.split('.') {
-        parts += 1;
-        if parts > 4 || part.is_empty() || part.len() > 3 {
-            return false;
+        if parts >= 4 || part.is_empty() || part.len() > 3 {
+            return None;
         }
         let mut value: u16 = 0;
         for b in part.bytes() {
             if !b.is_ascii_digit() {
-                return false;
+                return None;
             }
             value = value * 10 + u16::from(b - b'0');
         }
-        if value > 255 {
-            return false;
-        }
+        *octets.get_mut(parts)? = u8::try_from(value).ok()?;
+        parts += 1;
     }
-    parts == 4
+    (parts == 4).then_some(octets)
 }
 
 /// `root_dot_removed` says whether the caller already took off the one trailing dot we allow, so
@@ -352,6 +376,43 @@ mod tests {
         assert_eq!(ok("1.2.3.4.5"), "1.2.3.4.5");
         assert_eq!(ok("0.0.0.0.hpyrdr.com"), "0.0.0.0.hpyrdr.com");
         assert_eq!(err("1.2.3.4:53"), NameError::BadCharacter);
+    }
+
+    #[test]
+    fn ip_literal_values() {
+        let ip = |t: &str| parse_ip_literal(t).map(|ip| ip.to_string());
+        assert_eq!(ip("1.2.3.4").as_deref(), Some("1.2.3.4"));
+        assert_eq!(ip("1.2.3.4.").as_deref(), Some("1.2.3.4"));
+        assert_eq!(ip("010.001.000.001").as_deref(), Some("10.1.0.1"));
+        assert_eq!(ip("[1.2.3.4]").as_deref(), Some("1.2.3.4"));
+        assert_eq!(
+            ip("[2600:1f1c:57F:b502:dd8:9588:11e6:282]").as_deref(),
+            Some("2600:1f1c:57f:b502:dd8:9588:11e6:282")
+        );
+        assert_eq!(ip("fe80::1%lo0").as_deref(), Some("fe80::1"));
+        for not_ip in [
+            "1.2.3.256",
+            "1.2.3",
+            "1.2.3.4.5",
+            "a.b.c.d",
+            "::g",
+            "",
+            "[]",
+            "1..2.3",
+        ] {
+            assert_eq!(ip(not_ip), None, "{not_ip}");
+        }
+        // Whatever `normalize` calls an IP literal has a value.
+        for text in [
+            "0.0.0.0",
+            "::",
+            "[::1]",
+            "255.255.255.255",
+            "::ffff:1.2.3.4",
+        ] {
+            assert_eq!(normalize(text), Err(NameError::IpLiteral));
+            assert!(parse_ip_literal(text).is_some(), "{text}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! instead of being approximated: a guessed rule that blocks more, or less, than the author meant
 //! is worse than a visible "not supported" entry.
 
-use super::{ParsedList, SkipReason};
+use super::{ParsedList, Shape, SkipReason};
 use crate::policy::name;
 
 /// Markers of element-hiding, scriptlet and HTML-filtering rules; they act on page content,
@@ -18,7 +18,13 @@ const COSMETIC_MARKERS: [&str; 10] = [
 /// `text` is one trimmed, non-empty line.
 pub(super) fn parse_line(text: &str, line: u32, list: &mut ParsedList) {
     if let Some(name) = plain_subtree(text) {
-        list.add(name::normalize_no_root_dot(name), line, false, false, text);
+        list.add(
+            name,
+            name::normalize_no_root_dot,
+            line,
+            Shape::default(),
+            text,
+        );
     } else {
         classify(text, line, list);
     }
@@ -47,6 +53,7 @@ fn classify(text: &str, line: u32, list: &mut ParsedList) {
         None => (false, text),
     };
     let (pattern, modifiers) = split_modifiers(body);
+    let mut important = false;
     if pattern.len() > 1 && pattern.starts_with('/') && pattern.ends_with('/') {
         list.skip(line, SkipReason::Unsupported("regex rule"), text);
         return;
@@ -66,11 +73,12 @@ fn classify(text: &str, line: u32, list: &mut ParsedList) {
                 return;
             }
             // `$important` only changes which of two matching rules wins; the name set a rule
-            // covers is the same, so it is safe to accept and ignore.
+            // covers is the same, so it is safe to accept (and recorded for the compiler).
             if !key.eq_ignore_ascii_case("important") {
                 list.skip(line, SkipReason::Unsupported("rule with modifiers"), text);
                 return;
             }
+            important = true;
         }
     }
     if pattern.is_empty() {
@@ -87,10 +95,16 @@ fn classify(text: &str, line: u32, list: &mut ParsedList) {
         );
         return;
     }
+    let shape = |exact| Shape {
+        allow,
+        exact,
+        important,
+        ..Shape::default()
+    };
     if let Some(rest) = pattern.strip_prefix("||") {
-        anchored(rest, false, allow, line, text, list);
+        anchored(rest, shape(false), line, text, list);
     } else if let Some(rest) = pattern.strip_prefix('|') {
-        anchored(rest, true, allow, line, text, list);
+        anchored(rest, shape(true), line, text, list);
     } else {
         list.skip(line, unanchored(pattern), text);
     }
@@ -139,8 +153,8 @@ fn split_modifiers(body: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// `rest` follows `||` (`exact == false`) or `|` (`exact == true`).
-fn anchored(rest: &str, exact: bool, allow: bool, line: u32, text: &str, list: &mut ParsedList) {
+/// `rest` follows `||` (`shape.exact == false`) or `|` (`shape.exact == true`).
+fn anchored(rest: &str, shape: Shape, line: u32, text: &str, list: &mut ParsedList) {
     if rest.is_empty() {
         list.skip(
             line,
@@ -174,7 +188,7 @@ fn anchored(rest: &str, exact: bool, allow: bool, line: u32, text: &str, list: &
         list.skip(line, SkipReason::Unsupported("URL path pattern"), text);
         return;
     }
-    list.add(name::normalize_no_root_dot(name), line, allow, exact, text);
+    list.add(name, name::normalize_no_root_dot, line, shape, text);
 }
 
 /// Without an anchor a pattern matches anywhere inside the host name (`ads.com^` also matches

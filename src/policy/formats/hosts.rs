@@ -5,7 +5,7 @@
 //! malformed rather than read as names. `!` lines are skipped because filter compilers leave
 //! `!#if` / `!#endif` preprocessor lines in hosts output.
 
-use super::{ParsedList, SkipReason, words};
+use super::{ParsedList, Shape, SkipReason, words};
 use crate::policy::name;
 
 /// `text` is one trimmed, non-empty line.
@@ -30,7 +30,7 @@ pub(super) fn parse_line(text: &str, line: u32, list: &mut ParsedList) {
     let mut any = false;
     for word in words {
         any = true;
-        list.add(name::normalize(word), line, false, false, text);
+        list.add(word, name::normalize, line, Shape::default(), text);
     }
     if !any {
         list.skip(

@@ -1,20 +1,24 @@
 //! Turning the text of a block or allow list into rules. This module owns what is common to every
-//! list syntax: line splitting (BOM, `\r\n`, a last line without newline), 1-based line numbers,
-//! the [`Rule`] and [`Skipped`] records, and the operator-facing reasons a line was not used.
-//! Each syntax lives in its own file and only decides what a single trimmed line means.
-//! Parsing never fails as a whole: a list with bad lines still yields its good ones, and every
-//! line that could have been meant as a rule but was not used is reported with its number.
+//! list syntax: whole-file checks ([`parse_bytes`]: UTF-8, empty files, HTML error pages), line
+//! splitting (BOM, `\r\n`, a last line without newline), 1-based line numbers, the [`Rule`],
+//! [`IpRule`] and [`Skipped`] records, and the operator-facing reasons a line was not used.
+//! Each syntax lives in its own file; the line-based ones only decide what a single trimmed line
+//! means, RPZ and CSV read the whole text because a record or a row depends on earlier lines.
+//! Parsing never fails as a whole once the file is text: a list with bad lines still yields its
+//! good ones, and every line that could have been meant as a rule but was not used is reported
+//! with its number.
 
 mod adblock;
 mod hosts;
 mod plain;
+mod wildcard;
 
-use std::fmt;
+use std::{fmt, net::IpAddr, sync::Arc};
 
 use crate::policy::name::{self, NameError};
 
 /// The syntax a list file is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// One domain name per line.
@@ -23,20 +27,157 @@ pub enum Format {
     Hosts,
     /// AdGuard / Adblock Plus DNS filter syntax (`||name^`, `@@||name^`, `|name^|`).
     Adblock,
+    /// One name per line, `*.name` for the subdomains of `name` only (not `name` itself); a bare
+    /// name means the name and its subdomains ("Wildcard Domains" lists).
+    Wildcard,
 }
 
-/// One accepted rule. `name` is normalised (see [`name::normalize`]).
+impl Format {
+    /// Every format, in the order they are documented.
+    pub const ALL: [Format; 4] = [
+        Format::Plain,
+        Format::Hosts,
+        Format::Adblock,
+        Format::Wildcard,
+    ];
+
+    /// The name used in the configuration file and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Plain => "plain",
+            Format::Hosts => "hosts",
+            Format::Adblock => "adblock",
+            Format::Wildcard => "wildcard",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    /// The configuration names, exactly (lower case), as serde reads them.
+    fn from_str(text: &str) -> Result<Self, String> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<_> = Format::ALL.iter().map(|f| f.as_str()).collect();
+                format!(
+                    "`{text}` is not a list format (one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// What to answer for a name, when the list line itself says it (RPZ actions, dnsmasq targets).
+/// A rule without one gets the action configured for its list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Answer "no such name".
+    NxDomain,
+    /// Answer "the name exists but has no data of this type".
+    NoData,
+    /// Resolve normally and stop looking at later policies (an RPZ allowlist entry).
+    Passthru,
+    /// Do not answer at all.
+    Drop,
+    /// Answer over UDP with the truncation bit so the client retries over TCP.
+    TcpOnly,
+    /// Answer with these records instead (an RPZ CNAME rewrite or local A/AAAA/TXT… data, a
+    /// dnsmasq `address=/name/1.2.3.4`). A CNAME target whose first label is `*` stands for
+    /// the query name prepended to the rest, as RPZ defines it.
+    LocalData(Vec<hickory_proto::rr::RData>),
+}
+
+/// Where a rule came from, for feeds that say so (CSV authority feeds). Rules of one feed that
+/// share the same provenance share one allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// The feed's category for the entry (`phishing`, `gambling`, …).
+    pub category: Option<String>,
+    /// A reference the operator can show or cite (a case number, a URL).
+    pub reference: Option<String>,
+    /// When the entry was added, as the feed writes it (not parsed).
+    pub added: Option<String>,
+}
+
+/// Which address an [`IpRule`] is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpTrigger {
+    /// The address of the client asking (RPZ `rpz-client-ip`).
+    ClientIp,
+    /// An address in the answer (RPZ `rpz-ip`).
+    ResponseIp,
+}
+
+/// A policy rule keyed on an address range rather than a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpRule {
+    pub net: ipnet::IpNet,
+    pub kind: IpTrigger,
+    pub action: RuleAction,
+    /// 1-based line in the list.
+    pub line: u32,
+}
+
+/// One accepted rule. `name` is normalised (see [`name::normalize`]); for RPZ it may also be a
+/// name that looks like an IPv4 address (a QNAME trigger such as `1.14.61.188 CNAME .`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub name: String,
     /// 1-based line in the list, so an operator can find why a name is blocked.
     pub line: u32,
-    /// The line itself says "exception" (adblock `@@`): inside a block list such a rule
-    /// exempts its names; in an allow list every rule allows anyway.
+    /// The line itself says "exception" (adblock `@@`, RPZ `rpz-passthru.`, a dnsmasq forward to
+    /// a real resolver): inside a block list such a rule exempts its names; in an allow list
+    /// every rule allows anyway.
     pub allow: bool,
-    /// The line itself says "this name only, not its subdomains" (adblock `|name^`); lines
-    /// without such a marker leave the choice to the list's `match` setting.
+    /// The line itself says "this name only, not its subdomains" (adblock `|name^`, an RPZ
+    /// trigger without `*.`); lines without such a marker leave the choice to the list's `match`
+    /// setting.
     pub exact: bool,
+    /// The line itself says "the subdomains of this name, not the name itself" (`*.name` in a
+    /// wildcard list or an RPZ trigger). Never set together with `exact`.
+    pub subdomains_only: bool,
+    /// Adblock `$important`: this rule wins over exceptions that are not important themselves.
+    pub important: bool,
+    /// The answer the line asks for; `None` means the list's configured action.
+    pub action: Option<RuleAction>,
+    /// Where the entry came from, for feeds that say so.
+    pub provenance: Option<Arc<Provenance>>,
+}
+
+impl Rule {
+    /// A rule for `name` with every marker off: the name and its subdomains, the list's action.
+    pub fn new(name: String, line: u32) -> Self {
+        Self {
+            name,
+            line,
+            allow: false,
+            exact: false,
+            subdomains_only: false,
+            important: false,
+            action: None,
+            provenance: None,
+        }
+    }
+}
+
+/// Everything about a rule except its name and line, for the parsers to fill in.
+#[derive(Debug, Clone, Default)]
+struct Shape {
+    allow: bool,
+    exact: bool,
+    subdomains_only: bool,
+    important: bool,
+    action: Option<RuleAction>,
+    provenance: Option<Arc<Provenance>>,
 }
 
 /// Why a line was not turned into a rule.
@@ -88,6 +229,14 @@ pub struct ParsedList {
     pub skipped: Vec<Skipped>,
     /// Number of lines in the text.
     pub lines: u32,
+    /// Address-keyed rules (RPZ `rpz-client-ip` and `rpz-ip` triggers), in file order.
+    pub ip_rules: Vec<IpRule>,
+    /// The serial of the zone's SOA record (RPZ), to tell one version of a feed from the next.
+    pub serial: Option<u32>,
+    /// IP addresses written where a name was expected, in file order. Each also has a
+    /// `skipped` entry, except RPZ owners that look like IPv4 addresses: those are valid QNAME
+    /// triggers and also appear in `rules`.
+    pub ip_literals: Vec<IpAddr>,
 }
 
 impl ParsedList {
@@ -110,47 +259,132 @@ impl ParsedList {
         });
     }
 
-    /// Records the outcome of normalising one candidate name found on `text`.
+    /// Normalises `candidate` with `normalize` and records the outcome: a rule shaped by
+    /// `shape`, or a skipped entry for `text`. Returns whether a rule was added.
     fn add(
         &mut self,
-        normalized: Result<String, NameError>,
+        candidate: &str,
+        normalize: fn(&str) -> Result<String, NameError>,
         line: u32,
-        allow: bool,
-        exact: bool,
+        shape: Shape,
         text: &str,
-    ) {
-        match normalized {
+    ) -> bool {
+        match normalize(candidate) {
             Ok(name) if name::is_localhost_class(&name) => {
-                self.skip(line, SkipReason::Localhost, text)
+                self.skip(line, SkipReason::Localhost, text);
+                false
             }
-            Ok(name) => self.rules.push(Rule {
-                name,
-                line,
-                allow,
-                exact,
-            }),
-            Err(err) => self.skip(line, SkipReason::InvalidName(err), text),
+            Ok(name) => {
+                self.push(name, line, shape);
+                true
+            }
+            Err(err) => {
+                self.invalid(candidate, err, line, text);
+                false
+            }
         }
     }
+
+    fn push(&mut self, name: String, line: u32, shape: Shape) {
+        self.rules.push(Rule {
+            name,
+            line,
+            allow: shape.allow,
+            exact: shape.exact,
+            subdomains_only: shape.subdomains_only,
+            important: shape.important,
+            action: shape.action,
+            provenance: shape.provenance,
+        });
+    }
+
+    /// Records an invalid name, and the address when the "name" was an IP literal.
+    fn invalid(&mut self, candidate: &str, err: NameError, line: u32, text: &str) {
+        if err == NameError::IpLiteral
+            && let Some(ip) = name::parse_ip_literal(candidate)
+        {
+            self.ip_literals.push(ip);
+        }
+        self.skip(line, SkipReason::InvalidName(err), text);
+    }
+}
+
+/// A list file the whole of which is unusable. Loading such a file must not replace a good
+/// earlier copy: these are the shapes a failed download or a wrong URL usually takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    #[error("the file is empty (no bytes, or only whitespace); an empty download is refused")]
+    Empty,
+    #[error(
+        "the file is an HTML page, not a list (an error, login or captive-portal page was probably saved instead)"
+    )]
+    Html,
+    #[error("the file is not valid UTF-8 text: bad byte at offset {offset} (line {line})")]
+    InvalidUtf8 {
+        /// 0-based offset of the first byte that is not UTF-8, counted from the file start.
+        offset: usize,
+        /// 1-based line holding that byte.
+        line: usize,
+    },
+}
+
+/// How far into a file HTML markers are looked for: a page's `<html>` comes within its first
+/// few lines, even after a doctype and comments.
+const HTML_SNIFF_BYTES: usize = 1024;
+
+/// Check a whole file and parse it. A file is refused when it is empty or whitespace only, when
+/// it is an HTML page (first non-blank byte `<` and `<!doctype html`, `<html` or `<head` in its
+/// first KiB, in any case), or when it is not UTF-8. A file that is only comments is accepted:
+/// it is a list that happens to be empty today.
+pub fn parse_bytes(format: Format, bytes: &[u8]) -> Result<ParsedList, ListError> {
+    let body = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .ok_or(ListError::Empty)?;
+    if looks_like_html(body.get(start..).unwrap_or_default()) {
+        return Err(ListError::Html);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|err| {
+        let offset = err.valid_up_to();
+        let before = bytes.get(..offset).unwrap_or_default();
+        ListError::InvalidUtf8 {
+            offset,
+            line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
+        }
+    })?;
+    Ok(parse(format, text))
+}
+
+/// `text` starts at the first non-blank byte.
+fn looks_like_html(text: &[u8]) -> bool {
+    if text.first() != Some(&b'<') {
+        return false;
+    }
+    let head = text.get(..HTML_SNIFF_BYTES).unwrap_or(text);
+    [&b"<!doctype html"[..], b"<html", b"<head"]
+        .iter()
+        .any(|marker| {
+            head.windows(marker.len())
+                .any(|w| w.eq_ignore_ascii_case(marker))
+        })
 }
 
 /// Parse a whole list. Blank lines and comments are neither rules nor skipped entries.
 pub fn parse(format: Format, text: &str) -> ParsedList {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let parse_line: fn(&str, u32, &mut ParsedList) = match format {
-        Format::Plain => plain::parse_line,
-        Format::Hosts => hosts::parse_line,
-        Format::Adblock => adblock::parse_line,
-    };
     let mut list = ParsedList {
         // Real lists average 20-30 bytes a line; one guess up front saves most regrowth.
         rules: Vec::with_capacity(text.len() / 32),
         ..ParsedList::default()
     };
-    // `lines` splits on `\n` (dropping a `\r` before it) and does not invent an empty last line,
-    // so line numbers and counts agree with editors and with `wc -l` plus an unterminated tail.
-    for (index, raw) in text.lines().enumerate() {
-        let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
+    let parse_line: fn(&str, u32, &mut ParsedList) = match format {
+        Format::Plain => plain::parse_line,
+        Format::Hosts => hosts::parse_line,
+        Format::Adblock => adblock::parse_line,
+        Format::Wildcard => wildcard::parse_line,
+    };
+    for (line, raw) in numbered_lines(text) {
         list.lines = line;
         let trimmed = raw.trim();
         if !trimmed.is_empty() {
@@ -158,6 +392,16 @@ pub fn parse(format: Format, text: &str) -> ParsedList {
         }
     }
     list
+}
+
+/// The lines of `text` with their 1-based numbers; callers set `ParsedList::lines` to the last
+/// number seen. `lines` splits on `\n` (dropping a `\r` before it) and does not invent an empty
+/// last line, so line numbers and counts agree with editors and with `wc -l` plus an
+/// unterminated tail.
+fn numbered_lines(text: &str) -> impl Iterator<Item = (u32, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(index, raw)| (u32::try_from(index + 1).unwrap_or(u32::MAX), raw))
 }
 
 /// Cuts at a character boundary so the result is still valid UTF-8.
@@ -293,6 +537,118 @@ mod tests {
     }
 
     #[test]
+    fn ip_literals_are_collected_with_their_skip() {
+        let list = parse(
+            Format::Hosts,
+            "127.0.0.1 109.201.135.46\n:: [2600:1F1C::1]\n0.0.0.0 fe80::1%lo0 ok.com 1.2.3.4.\n",
+        );
+        assert_eq!(list.rules.len(), 1);
+        let ips: Vec<String> = list.ip_literals.iter().map(|ip| ip.to_string()).collect();
+        assert_eq!(
+            ips,
+            ["109.201.135.46", "2600:1f1c::1", "fe80::1", "1.2.3.4"]
+        );
+        assert_eq!(list.skipped.len(), 4);
+        let list = parse(Format::Adblock, "||1.2.3.4^\n||dhl-commx.^\n");
+        assert_eq!(list.ip_literals.len(), 1);
+    }
+
+    #[test]
+    fn important_is_recorded() {
+        let list = parse(
+            Format::Adblock,
+            "||a.com^$important\n||b.com^\n@@||c.com^$important\n",
+        );
+        let flags: Vec<_> = list.rules.iter().map(|r| (r.important, r.allow)).collect();
+        assert_eq!(flags, [(true, false), (false, false), (true, true)]);
+        assert!(
+            list.rules
+                .iter()
+                .all(|r| r.action.is_none() && !r.subdomains_only)
+        );
+    }
+
+    #[test]
+    fn parse_bytes_refuses_empty_files() {
+        for bytes in [
+            &b""[..],
+            b"   \n\t\r\n",
+            b"\xef\xbb\xbf",
+            b"\xef\xbb\xbf \n",
+        ] {
+            assert_eq!(
+                parse_bytes(Format::Plain, bytes).map(|l| l.rules.len()),
+                Err(ListError::Empty),
+                "{bytes:?}"
+            );
+        }
+        // Comments only: a legitimately empty list, not an error.
+        let list = parse_bytes(Format::Hosts, b"# nothing today\n\n").map(|l| l.rules.len());
+        assert_eq!(list, Ok(0));
+    }
+
+    #[test]
+    fn parse_bytes_refuses_html_pages() {
+        for page in [
+            &b"<!DOCTYPE html>\n<html><body>404</body></html>"[..],
+            b"\xef\xbb\xbf\n  <html lang=en>",
+            b"<HTML>",
+            b"\r\n<head><title>Login</title>",
+            b"<!-- captive portal -->\n<!doctype HTML>",
+        ] {
+            assert_eq!(
+                parse_bytes(Format::Plain, page).map(|l| l.rules.len()),
+                Err(ListError::Html),
+                "{page:?}"
+            );
+        }
+        // Not HTML: the markers only count at the very start, and `<` must come first.
+        let list = parse_bytes(Format::Plain, b"a.com\n<html>\n").map(|l| l.rules.len());
+        assert_eq!(list, Ok(1));
+        let list = parse_bytes(Format::Adblock, b"! <html>\n||a.com^\n").map(|l| l.rules.len());
+        assert_eq!(list, Ok(1));
+        assert!(ListError::Html.to_string().contains("HTML page"));
+    }
+
+    #[test]
+    fn parse_bytes_refuses_invalid_utf8_and_says_where() {
+        let err = parse_bytes(Format::Plain, b"a.com\nb.com\nc\xff.com\n").map(|l| l.lines);
+        assert_eq!(
+            err,
+            Err(ListError::InvalidUtf8 {
+                offset: 13,
+                line: 3
+            })
+        );
+        let text = ListError::InvalidUtf8 {
+            offset: 13,
+            line: 3,
+        }
+        .to_string();
+        assert_eq!(
+            text,
+            "the file is not valid UTF-8 text: bad byte at offset 13 (line 3)"
+        );
+        // Latin-1 in a comment on the first line, and a truncated sequence at the very end.
+        let err = parse_bytes(Format::Hosts, b"# caf\xe9\n").map(|l| l.lines);
+        assert_eq!(err, Err(ListError::InvalidUtf8 { offset: 5, line: 1 }));
+        let err = parse_bytes(Format::Hosts, b"a.com\n\xe2\x82").map(|l| l.lines);
+        assert_eq!(err, Err(ListError::InvalidUtf8 { offset: 6, line: 2 }));
+        // A BOM is fine, and counts in the offset.
+        let list = parse_bytes(Format::Plain, b"\xef\xbb\xbfa.com\n").map(|l| l.rules.len());
+        assert_eq!(list, Ok(1));
+    }
+
+    #[test]
+    fn format_names_round_trip() {
+        for format in Format::ALL {
+            assert_eq!(format.to_string().parse::<Format>(), Ok(format));
+        }
+        let err = "Plain".parse::<Format>().unwrap_err();
+        assert!(err.contains("`Plain` is not a list format"), "{err}");
+    }
+
+    #[test]
     fn format_names_in_config() {
         #[derive(serde::Deserialize)]
         struct Holder {
@@ -305,6 +661,7 @@ mod tests {
             ("plain", Format::Plain),
             ("hosts", Format::Hosts),
             ("adblock", Format::Adblock),
+            ("wildcard", Format::Wildcard),
         ] {
             let map = MapDeserializer::<_, Error>::new(std::iter::once(("format", text)));
             let holder = Holder::deserialize(map);
@@ -331,7 +688,7 @@ mod tests {
             let piece = PIECES.get((state % 28) as usize).copied().unwrap_or("");
             text.push_str(piece);
         }
-        for format in [Format::Plain, Format::Hosts, Format::Adblock] {
+        for format in Format::ALL {
             let list = parse(format, &text);
             for skipped in &list.skipped {
                 assert!(skipped.text.len() <= MAX_SKIPPED_TEXT);
@@ -350,7 +707,7 @@ mod tests {
     fn never_panics_on_odd_input() {
         let odd = "\u{feff}\r\n\r\r\n\0\n||\n|\n@@\n$\n/\n//\n#\n!\n[\n]\n^\n|^|\n@@|^\n||.^\n\
                    ||ä^\n0.0.0.0 \u{fffd}\n:: ::\n[::1] x\n%\n\u{2028}\n🦀🦀🦀";
-        for format in [Format::Plain, Format::Hosts, Format::Adblock] {
+        for format in Format::ALL {
             let list = parse(format, odd);
             assert!(list.lines > 0);
         }

@@ -4,7 +4,7 @@
 //! format, and guessing which word is the name would block the wrong thing. `*.name` is refused
 //! here because a plain list cannot say whether the wildcard includes the name itself.
 
-use super::{ParsedList, SkipReason, words};
+use super::{ParsedList, Shape, SkipReason, words};
 use crate::policy::name;
 
 /// `text` is one trimmed, non-empty line.
@@ -26,7 +26,7 @@ pub(super) fn parse_line(text: &str, line: u32, list: &mut ParsedList) {
         );
         return;
     }
-    list.add(name::normalize(word), line, false, false, text);
+    list.add(word, name::normalize, line, Shape::default(), text);
 }
 
 #[cfg(test)]
@@ -57,15 +57,7 @@ mod tests {
     #[test]
     fn rules_are_block_subtree_by_default() {
         let list = parse(Format::Plain, "Ads.Example.COM.\n");
-        assert_eq!(
-            list.rules,
-            [Rule {
-                name: "ads.example.com".into(),
-                line: 1,
-                allow: false,
-                exact: false
-            }]
-        );
+        assert_eq!(list.rules, [Rule::new("ads.example.com".into(), 1)]);
     }
 
     #[test]
