@@ -1,63 +1,183 @@
-//! Micro-benchmarks of the policy engine: list parsing, compiling a snapshot, and the per-query
-//! decision (a miss walks every parent suffix, a hit stops at the listed name).
+//! Micro-benchmarks of the policy engine: compiling 1M- and 10M-name lists from their text,
+//! deciding hit / miss / deep-subdomain names against the 10M snapshot, and client-group lookup.
 //!
-//! Run: `cargo bench --bench policy`. The lists are synthetic (the real ones are not shipped).
+//! Run: `cargo bench --bench policy`. The lists are synthetic and shaped like
+//! `../shared/bench/gen-data.py`'s (syllable labels under a dozen TLDs, 20% with a service label
+//! in front, 2% `*.name` wildcard entries), generated here so the bench needs nothing outside the
+//! repository. Lookups rotate through 4,096 different names so the figure includes cache misses
+//! in the table, not one hot entry. Set `RAMPART_BENCH_SMALL=1` to skip the 10M cases.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::{hint::black_box, net::IpAddr};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hickory_proto::rr::Name;
 use rampart::{
     config::{Action, ListConfig, ListKind},
-    policy::{QueryName, Snapshot, formats},
+    policy::{CompiledList, QueryName, Snapshot, formats::Format, groups::GroupMap},
 };
 
-const NAMES: usize = 1_000_000;
+const SYLLABLES: &[&str] = &[
+    "ba", "ko", "mi", "zu", "te", "ra", "no", "vi", "sa", "lo", "fe", "du", "qi", "xo", "pe", "ha",
+];
+const TLDS: &[&str] = &[
+    "com", "net", "org", "info", "io", "xyz", "top", "club", "biz", "site", "online", "shop", "vn",
+];
+const SUBS: &[&str] = &["ads", "track", "cdn", "metrics", "pixel", "stats", "www"];
 
-fn synthetic_hosts(n: usize) -> String {
-    let mut s = String::with_capacity(n * 32);
-    for i in 0..n {
-        s.push_str(&format!("0.0.0.0 host{i}.tracker{}.example\n", i % 997));
+/// A small deterministic generator (xorshift), so runs compare.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+fn label(rng: &mut Rng) -> String {
+    let n = 2 + rng.next() % 3;
+    let mut s: String = (0..n).map(|_| rng.pick(SYLLABLES)).collect();
+    if rng.next() % 5 == 0 {
+        s.push_str(&format!("{}", rng.next() % 100));
     }
     s
 }
 
-fn benches(c: &mut Criterion) {
-    let text = synthetic_hosts(NAMES);
-    let mut g = c.benchmark_group("lists");
-    g.sample_size(10);
-    g.throughput(Throughput::Bytes(text.len() as u64));
-    g.bench_function("parse_hosts_1m", |b| {
-        b.iter(|| formats::parse(formats::Format::Hosts, &text).rules.len())
-    });
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("big.hosts");
-    std::fs::write(&path, &text).expect("write list");
-    let lists = vec![ListConfig {
-        name: "big".into(),
+/// `n` distinct-ish entries in the wildcard-list syntax gen-data uses for blocklist.txt.
+fn synthetic_list(n: usize, rng: &mut Rng) -> (String, Vec<String>) {
+    let mut text = String::with_capacity(n * 16);
+    let mut sample = Vec::new();
+    for i in 0..n {
+        let base = format!("{}{}.{}", label(rng), i, rng.pick(TLDS));
+        let name = if rng.next() % 5 == 0 {
+            format!("{}.{base}", rng.pick(SUBS))
+        } else {
+            base
+        };
+        let wildcard = rng.next() % 50 == 0;
+        if wildcard {
+            text.push_str("*.");
+        }
+        text.push_str(&name);
+        text.push('\n');
+        if !wildcard && sample.len() < 4096 && rng.next() % 64 == 0 {
+            sample.push(name);
+        }
+    }
+    (text, sample)
+}
+
+fn list_config(path: std::path::PathBuf) -> ListConfig {
+    ListConfig {
+        name: "synthetic".into(),
         path,
-        format: formats::Format::Hosts,
+        format: Format::Wildcard,
         kind: ListKind::Block,
         exact: false,
         action: Action::BlockAddress,
-    }];
-    g.bench_function("load_snapshot_1m", |b| {
-        b.iter(|| Snapshot::load(&lists, &[]).sizes())
-    });
-    g.finish();
+    }
+}
 
-    let snapshot = Snapshot::load(&lists, &[]);
+fn benches(c: &mut Criterion) {
+    let small = std::env::var_os("RAMPART_BENCH_SMALL").is_some();
+    let sizes: &[usize] = if small {
+        &[1_000_000]
+    } else {
+        &[1_000_000, 10_000_000]
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+
+    let mut compile = c.benchmark_group("compile");
+    compile.sample_size(10);
+    let mut last = None;
+    for &n in sizes {
+        let (text, sample) = synthetic_list(n, &mut rng);
+        let path = dir.path().join(format!("list-{n}.txt"));
+        std::fs::write(&path, &text).expect("write list");
+        let config = list_config(path);
+        compile.throughput(Throughput::Elements(n as u64));
+        compile.bench_with_input(
+            BenchmarkId::new("wildcard_list", n),
+            &config,
+            |b, config| b.iter(|| CompiledList::load(config).info.names),
+        );
+        last = Some((config, sample));
+    }
+    compile.finish();
+
+    let Some((config, sample)) = last else { return };
+    let snapshot = Snapshot::load(std::slice::from_ref(&config), &[]);
+    let names = snapshot.lists[0].info.names;
     eprintln!(
-        "1M-name snapshot: {:.1} MiB of compiled policy",
-        snapshot.heap_bytes() as f64 / (1024.0 * 1024.0)
+        "snapshot: {names} names, {:.1} B/name of compiled policy",
+        snapshot.heap_bytes() as f64 / names as f64
     );
-    let hit = Name::from_ascii("www.Host123456.tracker123.example.").expect("name");
-    let miss = Name::from_ascii("a.b.c.d.not-listed.example.org.").expect("name");
-    let mut g = c.benchmark_group("decide");
+    let to_names = |v: Vec<String>| -> Vec<Name> {
+        v.iter()
+            .map(|s| Name::from_ascii(format!("{s}.")).expect("valid"))
+            .collect()
+    };
+    let hits = to_names(sample.clone());
+    let deep = to_names(sample.iter().map(|s| format!("a1.b2.c3.d4.{s}")).collect());
+    let misses = to_names(
+        (0..4096)
+            .map(|i| format!("www.{}{}.example.{}", label(&mut rng), i, rng.pick(TLDS)))
+            .collect(),
+    );
+
+    let mut lookup = c.benchmark_group("decide_10m");
+    lookup.throughput(Throughput::Elements(1));
+    for (kind, pool) in [("hit", &hits), ("deep_subdomain", &deep), ("miss", &misses)] {
+        let mut i = 0usize;
+        lookup.bench_function(kind, |b| {
+            b.iter(|| {
+                i = (i + 1) % pool.len();
+                let q = QueryName::new(&pool[i]);
+                black_box(snapshot.decide(q.as_bytes(), 0))
+            })
+        });
+    }
+    lookup.finish();
+
+    // Client groups: 10,000 networks of mixed prefix lengths, v4 and v6.
+    let mut map = GroupMap::default();
+    for i in 0..10_000u32 {
+        let len = [8, 16, 20, 24, 28, 32][(i % 6) as usize];
+        let ip = std::net::Ipv4Addr::from(rng.next() as u32);
+        map.insert(
+            ipnet::IpNet::new(IpAddr::V4(ip), len).expect("net").trunc(),
+            (i % 50) as usize,
+        );
+        let ip6 = std::net::Ipv6Addr::from(u128::from(rng.next()) << 64);
+        map.insert(
+            ipnet::IpNet::new(IpAddr::V6(ip6), [32, 48, 56, 64][(i % 4) as usize])
+                .expect("net")
+                .trunc(),
+            1,
+        );
+    }
+    let clients: Vec<IpAddr> = (0..4096)
+        .map(|i| {
+            if i % 2 == 0 {
+                IpAddr::V4(std::net::Ipv4Addr::from(rng.next() as u32))
+            } else {
+                IpAddr::V6(std::net::Ipv6Addr::from(u128::from(rng.next()) << 64))
+            }
+        })
+        .collect();
+    let mut g = c.benchmark_group("client_group");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("hit_subdomain", |b| {
-        b.iter(|| snapshot.decide(QueryName::new(&hit).as_bytes(), 0))
-    });
-    g.bench_function("miss_6_labels", |b| {
-        b.iter(|| snapshot.decide(QueryName::new(&miss).as_bytes(), 0))
+    let mut i = 0usize;
+    g.bench_function("lookup_10k_networks", |b| {
+        b.iter(|| {
+            i = (i + 1) % clients.len();
+            black_box(map.group_of(clients[i]))
+        })
     });
     g.finish();
 }

@@ -100,31 +100,40 @@ impl CompiledList {
         };
         let mut block = NameSetBuilder::new(false);
         let mut allow = NameSetBuilder::new(false);
-        match read_list_text(&list.path) {
-            Ok(text) => {
-                let parsed = formats::parse(list.format, &text);
-                drop(text);
-                for rule in &parsed.rules {
+        let checked = std::fs::read(&list.path)
+            .map_err(|e| format!("cannot read {}: {e}", list.path.display()))
+            .and_then(|bytes| match formats::check_bytes(&bytes) {
+                Ok(_) => Ok(bytes),
+                Err(e) => Err(format!("{}: {e}", list.path.display())),
+            });
+        match checked {
+            Ok(bytes) => {
+                let text = std::str::from_utf8(&bytes).unwrap_or_default();
+                // Rules go straight into the sets as they are parsed: the text and the
+                // compiled sets are all that is ever held, never a `Rule` per name.
+                let mut entries = 0usize;
+                let parsed = formats::parse_with(list.format, text, |rule| {
+                    entries += 1;
                     let target = if rule.allow || list.kind == ListKind::Allow {
                         &mut allow
                     } else {
                         &mut block
                     };
-                    let scope = if rule.exact || list.exact {
+                    let scope = if rule.subdomains_only {
+                        Scope::Subdomains
+                    } else if rule.exact || list.exact {
                         Scope::Exact
                     } else {
                         Scope::Subtree
                     };
-                    target.insert(
-                        rule.name.as_bytes(),
-                        scope,
-                        Payload {
-                            line: rule.line,
-                            extra: None,
-                        },
-                    );
-                }
-                info.entries = parsed.rules.len();
+                    let payload = Payload {
+                        line: rule.line,
+                        extra: None,
+                    };
+                    target.insert(rule.name.as_bytes(), scope, payload);
+                });
+                drop(bytes);
+                info.entries = entries;
                 info.rejected = parsed.rejected().count();
                 info.unsupported = parsed.skipped.len() - info.rejected;
                 info.skipped_sample = parsed.skipped.into_iter().take(KEEP_SKIPPED).collect();
@@ -311,17 +320,6 @@ impl Snapshot {
             .or_else(|| self.list(m).map(|l| l.action))
             .unwrap_or(Action::BlockAddress)
     }
-}
-
-/// Read a list file as text. Invalid UTF-8 is replaced rather than refused: one bad byte in a
-/// comment must not cost the whole list (the affected line, if any, is then rejected as
-/// malformed by its parser).
-fn read_list_text(path: &std::path::Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
 }
 
 /// A query name in the canonical form the name sets use: lower-case ASCII labels joined by

@@ -337,6 +337,12 @@ const HTML_SNIFF_BYTES: usize = 1024;
 /// first KiB, in any case), or when it is not UTF-8. A file that is only comments is accepted:
 /// it is a list that happens to be empty today.
 pub fn parse_bytes(format: Format, bytes: &[u8]) -> Result<ParsedList, ListError> {
+    let text = check_bytes(bytes)?;
+    Ok(parse(format, text))
+}
+
+/// The whole-file checks of [`parse_bytes`] alone: the text, or why the file is refused.
+pub fn check_bytes(bytes: &[u8]) -> Result<&str, ListError> {
     let body = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let start = body
         .iter()
@@ -353,7 +359,7 @@ pub fn parse_bytes(format: Format, bytes: &[u8]) -> Result<ParsedList, ListError
             line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
         }
     })?;
-    Ok(parse(format, text))
+    Ok(text)
 }
 
 /// `text` starts at the first non-blank byte.
@@ -372,12 +378,19 @@ fn looks_like_html(text: &[u8]) -> bool {
 
 /// Parse a whole list. Blank lines and comments are neither rules nor skipped entries.
 pub fn parse(format: Format, text: &str) -> ParsedList {
+    // Real lists average 20-30 bytes a line; one guess up front saves most regrowth.
+    let mut rules = Vec::with_capacity(text.len() / 32);
+    let mut list = parse_with(format, text, |rule| rules.push(rule));
+    list.rules = rules;
+    list
+}
+
+/// Parse a whole list, handing each rule to `on_rule` as soon as its line is read instead of
+/// collecting them: compiling a 10M-name list then never holds 10M `Rule`s at once. The returned
+/// `ParsedList` has no rules, only the skipped lines and counts.
+pub fn parse_with(format: Format, text: &str, mut on_rule: impl FnMut(Rule)) -> ParsedList {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut list = ParsedList {
-        // Real lists average 20-30 bytes a line; one guess up front saves most regrowth.
-        rules: Vec::with_capacity(text.len() / 32),
-        ..ParsedList::default()
-    };
+    let mut list = ParsedList::default();
     let parse_line: fn(&str, u32, &mut ParsedList) = match format {
         Format::Plain => plain::parse_line,
         Format::Hosts => hosts::parse_line,
@@ -389,6 +402,9 @@ pub fn parse(format: Format, text: &str) -> ParsedList {
         let trimmed = raw.trim();
         if !trimmed.is_empty() {
             parse_line(trimmed, line, &mut list);
+            for rule in list.rules.drain(..) {
+                on_rule(rule);
+            }
         }
     }
     list
