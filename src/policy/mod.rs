@@ -98,21 +98,24 @@ impl CompiledList {
             load_time: Duration::ZERO,
             bytes: 0,
         };
-        let mut block = NameSetBuilder::new(false);
+        // Size the block set from the file's line count: one cheap pass over the file saves
+        // growing a table of millions of slots (which briefly holds two copies).
+        let (lines, bytes) = count_lines(&list.path).unwrap_or((0, 0));
+        let hint = if list.kind == ListKind::Allow {
+            0
+        } else {
+            lines
+        };
+        let mut block = NameSetBuilder::with_capacity(false, hint, bytes + 4 * hint);
         let mut allow = NameSetBuilder::new(false);
-        let checked = std::fs::read(&list.path)
+        let mut entries = 0usize;
+        let parsed = std::fs::File::open(&list.path)
             .map_err(|e| format!("cannot read {}: {e}", list.path.display()))
-            .and_then(|bytes| match formats::check_bytes(&bytes) {
-                Ok(_) => Ok(bytes),
-                Err(e) => Err(format!("{}: {e}", list.path.display())),
-            });
-        match checked {
-            Ok(bytes) => {
-                let text = std::str::from_utf8(&bytes).unwrap_or_default();
-                // Rules go straight into the sets as they are parsed: the text and the
-                // compiled sets are all that is ever held, never a `Rule` per name.
-                let mut entries = 0usize;
-                let parsed = formats::parse_with(list.format, text, |rule| {
+            .and_then(|file| {
+                // Rules go straight into the sets as they are parsed: only the compiled sets
+                // are ever held, never the file or a `Rule` per name.
+                let reader = std::io::BufReader::with_capacity(1 << 16, file);
+                formats::parse_reader(list.format, reader, |rule| {
                     entries += 1;
                     let target = if rule.allow || list.kind == ListKind::Allow {
                         &mut allow
@@ -131,14 +134,23 @@ impl CompiledList {
                         extra: None,
                     };
                     target.insert(rule.name.as_bytes(), scope, payload);
-                });
-                drop(bytes);
+                })
+                .map_err(|e| format!("{}: {e}", list.path.display()))
+            });
+        match parsed {
+            Ok(parsed) => {
                 info.entries = entries;
                 info.rejected = parsed.rejected().count();
                 info.unsupported = parsed.skipped.len() - info.rejected;
                 info.skipped_sample = parsed.skipped.into_iter().take(KEEP_SKIPPED).collect();
             }
-            Err(e) => info.error = Some(e),
+            Err(e) => {
+                // A file refused as a whole contributes nothing, not the part read before the
+                // problem was found.
+                info.error = Some(e);
+                block = NameSetBuilder::new(false);
+                allow = NameSetBuilder::new(false);
+            }
         }
         info.names = block.len() + allow.len();
         let (block, allow) = (block.build(), allow.build());
@@ -322,6 +334,22 @@ impl Snapshot {
     }
 }
 
+/// Lines and bytes of a file, read in blocks.
+fn count_lines(path: &std::path::Path) -> std::io::Result<(usize, usize)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut lines, mut bytes) = (0, 0);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((lines + 1, bytes));
+        }
+        bytes += n;
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+    }
+}
+
 /// A query name in the canonical form the name sets use: lower-case ASCII labels joined by
 /// '.', no trailing dot, on the stack. A '.' byte inside a label (legal on the wire, written
 /// `\.` in text) is replaced by NUL so it can never fake a label boundary.
@@ -361,6 +389,92 @@ impl QueryName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn list_file(
+        dir: &std::path::Path,
+        name: &str,
+        bytes: &[u8],
+        format: formats::Format,
+    ) -> ListConfig {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        ListConfig {
+            name: name.into(),
+            path,
+            format,
+            kind: ListKind::Block,
+            exact: false,
+            action: Action::BlockAddress,
+        }
+    }
+
+    #[test]
+    fn whole_file_refusals_load_nothing_and_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[u8], &str); 4] = [
+            ("empty.txt", b"", "empty"),
+            ("blank.txt", b"  \n\n\t\n", "empty"),
+            (
+                "page.txt",
+                b"<!DOCTYPE html>\n<html><body>502 Bad Gateway</body></html>\n",
+                "HTML",
+            ),
+            (
+                "latin1.txt",
+                b"good.example\nbad\xe9.example\nmore.example\n",
+                "line 2",
+            ),
+        ];
+        for (name, bytes, want) in cases {
+            let l = CompiledList::load(&list_file(dir.path(), name, bytes, formats::Format::Plain));
+            let error = l.info.error.clone().unwrap_or_default();
+            assert!(error.contains(want), "{name}: {error}");
+            assert!(
+                error.contains(name),
+                "{name}: the message names the file: {error}"
+            );
+            assert_eq!(
+                l.info.names, 0,
+                "{name}: nothing from a refused file is used"
+            );
+            let q = PreparedName::new(b"good.example");
+            assert!(l.block.lookup(&q).is_none());
+        }
+        // Only comments: a list that is empty today, not an error.
+        let l = CompiledList::load(&list_file(
+            dir.path(),
+            "c.txt",
+            b"# nothing yet\n",
+            formats::Format::Plain,
+        ));
+        assert!(l.info.error.is_none());
+        let l = CompiledList::load(&ListConfig {
+            path: dir.path().join("missing.txt"),
+            ..list_file(dir.path(), "x.txt", b"", formats::Format::Plain)
+        });
+        assert!(l.info.error.unwrap().contains("missing.txt"));
+    }
+
+    #[test]
+    fn bom_crlf_and_scopes_through_the_file_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = CompiledList::load(&list_file(
+            dir.path(),
+            "w.txt",
+            b"\xef\xbb\xbf*.wild.example\r\nwhole.example\r\nlast.example",
+            formats::Format::Wildcard,
+        ));
+        assert!(l.info.error.is_none(), "{:?}", l.info.error);
+        let look = |n: &str| {
+            l.block
+                .lookup(&PreparedName::new(n.as_bytes()))
+                .map(|h| (h.scope, h.payload.line))
+        };
+        assert_eq!(look("wild.example"), None);
+        assert_eq!(look("a.wild.example"), Some((Scope::Subdomains, 1)));
+        assert_eq!(look("whole.example"), Some((Scope::Subtree, 2)));
+        assert_eq!(look("x.last.example"), Some((Scope::Subtree, 3)));
+    }
 
     #[test]
     fn query_name_is_canonical() {

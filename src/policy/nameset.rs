@@ -408,9 +408,16 @@ pub struct NameSetBuilder {
 impl NameSetBuilder {
     /// `has_extra`: rules carry an extra value (see [`Payload::extra`]).
     pub fn new(has_extra: bool) -> Self {
+        Self::with_capacity(has_extra, 0, 0)
+    }
+
+    /// Like [`new`](Self::new), sized for about `names` names of `bytes` arena bytes in all, so
+    /// a big list never grows its table (each growth briefly holds the old and the new table).
+    /// Arena capacity that is reserved but never written costs address space, not memory.
+    pub fn with_capacity(has_extra: bool, names: usize, bytes: usize) -> Self {
         Self {
-            arena: Vec::new(),
-            table: Table::with_slots(64),
+            arena: Vec::with_capacity(bytes),
+            table: Table::with_slots(((names as f64 * SLOTS_PER_NAME) as usize).max(64)),
             len: 0,
             label_mask: 0,
             has_extra,
@@ -536,8 +543,10 @@ impl NameSetBuilder {
             }
             self.arena = arena;
         }
+        // Shrink an oversized table (a size hint counted lines, some of which were comments
+        // or duplicates) unless it is within a third of the ideal size.
         let want = ((self.len as f64 * SLOTS_PER_NAME).ceil() as usize).max(8);
-        if self.table.slots.len() != want {
+        if self.table.slots.len() < want || self.table.slots.len() > want + want / 3 {
             self.grow(want);
         }
         self.arena.shrink_to_fit();

@@ -391,12 +391,7 @@ pub fn parse(format: Format, text: &str) -> ParsedList {
 pub fn parse_with(format: Format, text: &str, mut on_rule: impl FnMut(Rule)) -> ParsedList {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut list = ParsedList::default();
-    let parse_line: fn(&str, u32, &mut ParsedList) = match format {
-        Format::Plain => plain::parse_line,
-        Format::Hosts => hosts::parse_line,
-        Format::Adblock => adblock::parse_line,
-        Format::Wildcard => wildcard::parse_line,
-    };
+    let parse_line = line_parser(format);
     for (line, raw) in numbered_lines(text) {
         list.lines = line;
         let trimmed = raw.trim();
@@ -408,6 +403,82 @@ pub fn parse_with(format: Format, text: &str, mut on_rule: impl FnMut(Rule)) -> 
         }
     }
     list
+}
+
+/// The parser of one trimmed, non-empty line of a format.
+fn line_parser(format: Format) -> fn(&str, u32, &mut ParsedList) {
+    match format {
+        Format::Plain => plain::parse_line,
+        Format::Hosts => hosts::parse_line,
+        Format::Adblock => adblock::parse_line,
+        Format::Wildcard => wildcard::parse_line,
+    }
+}
+
+/// Why a list read from a file or stream was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    List(#[from] ListError),
+    #[error("read error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Parse a list from a reader, line by line, handing each rule to `on_rule`: neither the file
+/// nor its rules are ever held whole, so compiling a 10M-name list costs only the compiled
+/// sets. The whole-file checks of [`parse_bytes`] apply (empty, HTML, not UTF-8); when one
+/// fails, rules already handed over must be discarded by the caller.
+pub fn parse_reader(
+    format: Format,
+    mut reader: impl std::io::BufRead,
+    mut on_rule: impl FnMut(Rule),
+) -> Result<ParsedList, ReadError> {
+    {
+        // The first block is enough to recognise an HTML page.
+        let head = reader.fill_buf()?;
+        let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+        let start = head.iter().position(|b| !b.is_ascii_whitespace());
+        if start.is_some_and(|s| looks_like_html(head.get(s..).unwrap_or_default())) {
+            return Err(ListError::Html.into());
+        }
+    }
+    let parse_line = line_parser(format);
+    let mut list = ParsedList::default();
+    let mut buf = Vec::with_capacity(256);
+    let mut offset = 0usize;
+    let mut line = 0u32;
+    let mut blank = true;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        line = line.saturating_add(1);
+        let mut bytes = buf.as_slice();
+        if line == 1 {
+            bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| ListError::InvalidUtf8 {
+            offset: offset + (n - bytes.len()) + e.valid_up_to(),
+            line: line as usize,
+        })?;
+        offset += n;
+        list.lines = line;
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        blank = false;
+        parse_line(trimmed, line, &mut list);
+        for rule in list.rules.drain(..) {
+            on_rule(rule);
+        }
+    }
+    if blank {
+        return Err(ListError::Empty.into());
+    }
+    Ok(list)
 }
 
 /// The lines of `text` with their 1-based numbers; callers set `ParsedList::lines` to the last
