@@ -12,19 +12,39 @@ use ipnet::IpNet;
 /// Index of a group in the configuration; 0 is the default group.
 pub type GroupId = usize;
 
-/// The compiled network → group map.
-#[derive(Debug, Default, Clone)]
-pub struct GroupMap {
-    v4: Family,
-    v6: Family,
+/// A longest-prefix-match map from IPv4/IPv6 networks to values: client groups, and the RPZ
+/// client-IP and response-IP triggers.
+#[derive(Debug, Clone)]
+pub struct PrefixMap<T> {
+    v4: Family<T>,
+    v6: Family<T>,
 }
 
-#[derive(Debug, Default, Clone)]
-struct Family {
+impl<T> Default for PrefixMap<T> {
+    fn default() -> Self {
+        Self {
+            v4: Family::default(),
+            v6: Family::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Family<T> {
     /// Prefix lengths present, longest first.
     lengths: Vec<u8>,
-    /// (prefix length, network bits) → group.
-    nets: HashMap<(u8, u128), GroupId>,
+    /// (prefix length, network bits) → value. foldhash: these keys are hashed once per prefix
+    /// length on every query, and SipHash costs more than the probe itself.
+    nets: HashMap<(u8, u128), T, foldhash::fast::RandomState>,
+}
+
+impl<T> Default for Family<T> {
+    fn default() -> Self {
+        Self {
+            lengths: Vec::new(),
+            nets: HashMap::default(),
+        }
+    }
 }
 
 fn bits(ip: IpAddr) -> u128 {
@@ -47,59 +67,76 @@ fn mask(len: u8, width: u8) -> u128 {
     }
 }
 
-impl Family {
-    fn width(v6: bool) -> u8 {
-        if v6 { 128 } else { 32 }
-    }
-
-    fn insert(&mut self, len: u8, net_bits: u128, group: GroupId) -> Option<GroupId> {
-        if !self.lengths.contains(&len) {
-            self.lengths.push(len);
-            self.lengths.sort_unstable_by(|a, b| b.cmp(a));
-        }
-        match self.nets.entry((len, net_bits)) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(group);
-                None
-            }
-        }
-    }
-
-    fn lookup(&self, addr: u128, width: u8) -> Option<GroupId> {
+impl<T> Family<T> {
+    fn lookup(&self, addr: u128, width: u8) -> Option<&T> {
         self.lengths
             .iter()
-            .find_map(|&len| self.nets.get(&(len, addr & mask(len, width))).copied())
+            .find_map(|&len| self.nets.get(&(len, addr & mask(len, width))))
     }
 }
 
-impl GroupMap {
-    /// Add a network for a group. Returns the group that already had exactly this network, if
-    /// any (a configuration error the caller reports).
-    pub fn insert(&mut self, net: IpNet, group: GroupId) -> Option<GroupId> {
+impl<T> PrefixMap<T> {
+    /// Add a network. Returns false, keeping the first value, when exactly this network is
+    /// already present.
+    pub fn insert(&mut self, net: IpNet, value: T) -> bool {
         let net = net.trunc();
         let v6 = matches!(net, IpNet::V6(_));
-        let width = Family::width(v6);
-        let net_bits = bits(net.network()) & mask(net.prefix_len(), width);
+        let width = if v6 { 128 } else { 32 };
+        let key = (
+            net.prefix_len(),
+            bits(net.network()) & mask(net.prefix_len(), width),
+        );
         let family = if v6 { &mut self.v6 } else { &mut self.v4 };
-        family.insert(net.prefix_len(), net_bits, group)
+        if family.nets.contains_key(&key) {
+            return false;
+        }
+        if !family.lengths.contains(&key.0) {
+            family.lengths.push(key.0);
+            family.lengths.sort_unstable_by(|a, b| b.cmp(a));
+        }
+        family.nets.insert(key, value);
+        true
     }
 
-    /// The group of a client address (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn group_of(&self, ip: IpAddr) -> GroupId {
+    /// The value of the longest network containing `ip` (IPv4-mapped IPv6 counts as IPv4).
+    pub fn get(&self, ip: IpAddr) -> Option<&T> {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        let found = match ip {
+        match ip {
             IpAddr::V4(_) => self.v4.lookup(bits(ip), 32),
             IpAddr::V6(_) => self.v6.lookup(bits(ip), 128),
-        };
-        found.unwrap_or(0)
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.v4.nets.is_empty() && self.v6.nets.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.nets.len() + self.v6.nets.len()
+    }
+}
+
+/// The compiled network → group map; clients outside every network are in group 0.
+#[derive(Debug, Default, Clone)]
+pub struct GroupMap(PrefixMap<GroupId>);
+
+impl GroupMap {
+    /// Add a network for a group. Returns false when exactly this network is already mapped
+    /// (configuration validation reports that before it gets here).
+    pub fn insert(&mut self, net: IpNet, group: GroupId) -> bool {
+        self.0.insert(net, group)
+    }
+
+    /// The group of a client address.
+    pub fn group_of(&self, ip: IpAddr) -> GroupId {
+        self.0.get(ip).copied().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -110,7 +147,7 @@ mod tests {
     fn map(entries: &[(&str, GroupId)]) -> GroupMap {
         let mut m = GroupMap::default();
         for (net, g) in entries {
-            assert!(m.insert(net.parse().unwrap(), *g).is_none());
+            assert!(m.insert(net.parse().unwrap(), *g));
         }
         m
     }
@@ -139,8 +176,8 @@ mod tests {
     #[test]
     fn host_bits_are_ignored_and_duplicates_reported() {
         let mut m = GroupMap::default();
-        assert!(m.insert("10.1.2.3/16".parse().unwrap(), 1).is_none());
-        assert_eq!(m.insert("10.1.0.0/16".parse().unwrap(), 2), Some(1));
+        assert!(m.insert("10.1.2.3/16".parse().unwrap(), 1));
+        assert!(!m.insert("10.1.0.0/16".parse().unwrap(), 2));
         assert_eq!(m.group_of("10.1.200.1".parse().unwrap()), 1);
         assert_eq!(mask(0, 32), 0);
         assert_eq!(mask(32, 32), u128::from(u32::MAX));

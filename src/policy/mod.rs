@@ -177,6 +177,8 @@ pub struct Snapshot {
     /// `groups[0]` is the default group.
     pub groups: Vec<Group>,
     pub group_map: GroupMap,
+    /// Union of the lists' label-count masks.
+    label_mask: u64,
 }
 
 impl Default for Snapshot {
@@ -189,6 +191,7 @@ impl Default for Snapshot {
                 action: None,
             }],
             group_map: GroupMap::default(),
+            label_mask: 0,
         }
     }
 }
@@ -254,10 +257,14 @@ impl Snapshot {
                 action: None,
             });
         }
+        let label_mask = lists
+            .iter()
+            .fold(0, |m, l| m | l.block.label_mask() | l.allow.label_mask());
         Self {
             lists,
             groups: out,
             group_map,
+            label_mask,
         }
     }
 
@@ -293,7 +300,12 @@ impl Snapshot {
 
     /// Decide for a name in canonical form (see [`QueryName`]) for a client group.
     pub fn decide(&self, name: &[u8], group: GroupId) -> Decision {
-        self.decide_prepared(&PreparedName::new(name), group)
+        self.decide_prepared(&self.prepare(name), group)
+    }
+
+    /// Split a name for lookups, hashing only the suffixes some list can match.
+    pub fn prepare<'a>(&self, name: &'a [u8]) -> PreparedName<'a> {
+        PreparedName::with_mask(name, self.label_mask)
     }
 
     /// Decide for a prepared name: any allow rule of the group's lists wins; else the first of
@@ -312,7 +324,7 @@ impl Snapshot {
 
     /// The block rule a name would hit if no allow rule applied (for explanations).
     pub fn block_match(&self, name: &[u8], group: GroupId) -> Option<Match> {
-        self.block_match_prepared(&PreparedName::new(name), group)
+        self.block_match_prepared(&self.prepare(name), group)
     }
 
     fn block_match_prepared(&self, q: &PreparedName<'_>, group: GroupId) -> Option<Match> {

@@ -249,47 +249,120 @@ fn payload_of(rec: &Record<'_>, scope: Scope, has_extra: bool) -> Payload {
     }
 }
 
-/// A query name split for matching: canonical bytes, where each label starts, and the hash of
-/// every suffix. Build once per query, use for every list.
+/// One suffix of a query name that some set may hold.
+#[derive(Clone, Copy, Default)]
+struct Probe {
+    /// Offset of the suffix in the name.
+    start: u8,
+    /// Its label count.
+    labels: u8,
+    hash: u64,
+}
+
+/// Candidate suffixes kept inline; names with more (only possible when lists hold names of
+/// many different label counts) take the slow path, which hashes as it walks.
+const MAX_PROBES: usize = 16;
+
+/// A query name split for matching: canonical bytes and the hash of every suffix whose label
+/// count some list contains, longest first. Build once per query, use for every list.
 pub struct PreparedName<'a> {
     bytes: &'a [u8],
-    /// Start offset of each suffix, longest first; `starts[i]` is the suffix of `n - i` labels.
-    starts: [u8; 128],
-    hashes: [u64; 128],
-    n: usize,
+    labels: usize,
+    probes: [Probe; MAX_PROBES],
+    count: usize,
+    /// More candidates than `probes` holds: lookups walk the name themselves.
+    overflow: bool,
+    mask: u64,
 }
 
 impl<'a> PreparedName<'a> {
     /// `bytes`: lower-case labels joined by '.', no trailing dot (see `policy::QueryName`).
     pub fn new(bytes: &'a [u8]) -> Self {
+        Self::with_mask(bytes, u64::MAX)
+    }
+
+    /// Like [`new`](Self::new), but only hashes suffixes whose label count is in `mask` (the
+    /// union of the sets' label masks): other suffixes are never probed, so a deep name like
+    /// `a.b.c.d.tracker.example` costs the hashes of its 2- and 3-label suffixes only.
+    pub fn with_mask(bytes: &'a [u8], mask: u64) -> Self {
         let mut p = Self {
             bytes,
-            starts: [0; 128],
-            hashes: [0; 128],
-            n: 0,
+            labels: 0,
+            probes: [Probe::default(); MAX_PROBES],
+            count: 0,
+            overflow: false,
+            mask,
         };
         if bytes.is_empty() || bytes.len() > 255 {
             return p;
         }
-        let mut start = 0;
+        p.labels = bytes.iter().filter(|&&b| b == b'.').count() + 1;
+        let mut start = 0usize;
+        let mut labels = p.labels;
         loop {
-            p.starts[p.n] = start as u8;
-            p.hashes[p.n] = hash(&bytes[start..]);
-            p.n += 1;
+            if mask & label_bit(labels) != 0 {
+                if p.count == MAX_PROBES {
+                    p.overflow = true;
+                    break;
+                }
+                p.probes[p.count] = Probe {
+                    start: start as u8,
+                    labels: labels.min(255) as u8,
+                    hash: hash(&bytes[start..]),
+                };
+                p.count += 1;
+            }
             match bytes[start..].iter().position(|&b| b == b'.') {
-                Some(dot) if p.n < 128 => start += dot + 1,
-                _ => break,
+                Some(dot) => {
+                    start += dot + 1;
+                    labels -= 1;
+                }
+                None => break,
             }
         }
         p
     }
 
     pub fn labels(&self) -> usize {
-        self.n
+        self.labels
     }
 
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes
+    }
+
+    /// The candidate suffixes, longest first: the inline ones, or a hashing walk on overflow.
+    fn candidates(&self) -> impl Iterator<Item = Probe> + '_ {
+        let inline = (!self.overflow).then(|| self.probes[..self.count].iter().copied());
+        let walk = self.overflow.then(|| {
+            let bytes = self.bytes;
+            let mut start = Some(0usize);
+            let mut labels = self.labels;
+            std::iter::from_fn(move || {
+                loop {
+                    let s = start?;
+                    let here = labels;
+                    match bytes[s..].iter().position(|&b| b == b'.') {
+                        Some(dot) => {
+                            start = Some(s + dot + 1);
+                            labels -= 1;
+                        }
+                        None => start = None,
+                    }
+                    if self.mask & label_bit(here) != 0 {
+                        return Some(Probe {
+                            start: s as u8,
+                            labels: here.min(255) as u8,
+                            hash: hash(&bytes[s..]),
+                        });
+                    }
+                }
+            })
+        });
+        inline
+            .into_iter()
+            .flatten()
+            .chain(walk.into_iter().flatten())
     }
 }
 
@@ -346,20 +419,31 @@ impl NameSet {
         if self.len == 0 {
             return None;
         }
-        for i in 0..q.n {
-            let labels = q.n - i;
-            if self.label_mask & label_bit(labels) == 0 {
+        // First read the home slot of every suffix we will probe. The loads are independent,
+        // so the CPU overlaps their cache misses instead of paying for them one after another
+        // (a 10M-name table is far bigger than the cache); the probes below then hit the cache.
+        if !q.overflow {
+            let mut warm = 0u64;
+            for p in &q.probes[..q.count] {
+                if self.label_mask & label_bit(usize::from(p.labels)) != 0 {
+                    warm ^= self.table.slots[self.table.home(p.hash)];
+                }
+            }
+            std::hint::black_box(warm);
+        }
+        for p in q.candidates() {
+            if self.label_mask & label_bit(usize::from(p.labels)) == 0 {
                 continue;
             }
-            let suffix = &q.bytes[q.starts[i] as usize..];
+            let suffix = &q.bytes[usize::from(p.start)..];
             let arena = &self.arena;
-            let found = self.table.find(q.hashes[i], |offset| {
+            let found = self.table.find(p.hash, |offset| {
                 let len = arena[offset] as usize;
                 len == suffix.len() && &arena[offset + 1..offset + 1 + len] == suffix
             });
             let Some(slot) = found else { continue };
             let rec = record(arena, self.table.offset_at(slot), self.has_extra);
-            let at_name = i == 0;
+            let at_name = usize::from(p.start) == 0;
             // At the name itself an exact rule is the most specific statement; below it, a
             // subtree and a subdomains-only rule say the same, the first in scope order wins.
             for scope in Scope::ALL {
