@@ -9,6 +9,7 @@
 //! with its number.
 
 mod adblock;
+mod dnsmasq;
 mod hosts;
 mod plain;
 mod wildcard;
@@ -30,15 +31,18 @@ pub enum Format {
     /// One name per line, `*.name` for the subdomains of `name` only (not `name` itself); a bare
     /// name means the name and its subdomains ("Wildcard Domains" lists).
     Wildcard,
+    /// dnsmasq configuration lines: `address=/name/…/target`, `server=/…/`, `local=/…/`.
+    Dnsmasq,
 }
 
 impl Format {
     /// Every format, in the order they are documented.
-    pub const ALL: [Format; 4] = [
+    pub const ALL: [Format; 5] = [
         Format::Plain,
         Format::Hosts,
         Format::Adblock,
         Format::Wildcard,
+        Format::Dnsmasq,
     ];
 
     /// The name used in the configuration file and on the command line.
@@ -48,6 +52,7 @@ impl Format {
             Format::Hosts => "hosts",
             Format::Adblock => "adblock",
             Format::Wildcard => "wildcard",
+            Format::Dnsmasq => "dnsmasq",
         }
     }
 }
@@ -383,6 +388,7 @@ pub fn parse(format: Format, text: &str) -> ParsedList {
         Format::Hosts => hosts::parse_line,
         Format::Adblock => adblock::parse_line,
         Format::Wildcard => wildcard::parse_line,
+        Format::Dnsmasq => dnsmasq::parse_line,
     };
     for (line, raw) in numbered_lines(text) {
         list.lines = line;
@@ -662,6 +668,7 @@ mod tests {
             ("hosts", Format::Hosts),
             ("adblock", Format::Adblock),
             ("wildcard", Format::Wildcard),
+            ("dnsmasq", Format::Dnsmasq),
         ] {
             let map = MapDeserializer::<_, Error>::new(std::iter::once(("format", text)));
             let holder = Holder::deserialize(map);
