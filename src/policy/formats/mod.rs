@@ -12,6 +12,7 @@ mod adblock;
 mod dnsmasq;
 mod hosts;
 mod plain;
+mod rpz;
 mod wildcard;
 
 use std::{fmt, net::IpAddr, sync::Arc};
@@ -33,16 +34,19 @@ pub enum Format {
     Wildcard,
     /// dnsmasq configuration lines: `address=/name/…/target`, `server=/…/`, `local=/…/`.
     Dnsmasq,
+    /// A DNS Response Policy Zone in master-file syntax (RFC 1035 §5, RPZ triggers and actions).
+    Rpz,
 }
 
 impl Format {
     /// Every format, in the order they are documented.
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 6] = [
         Format::Plain,
         Format::Hosts,
         Format::Adblock,
         Format::Wildcard,
         Format::Dnsmasq,
+        Format::Rpz,
     ];
 
     /// The name used in the configuration file and on the command line.
@@ -53,6 +57,7 @@ impl Format {
             Format::Adblock => "adblock",
             Format::Wildcard => "wildcard",
             Format::Dnsmasq => "dnsmasq",
+            Format::Rpz => "rpz",
         }
     }
 }
@@ -389,6 +394,11 @@ pub fn parse(format: Format, text: &str) -> ParsedList {
         Format::Adblock => adblock::parse_line,
         Format::Wildcard => wildcard::parse_line,
         Format::Dnsmasq => dnsmasq::parse_line,
+        // A zone record depends on earlier lines ($ORIGIN, the previous owner, parentheses).
+        Format::Rpz => {
+            rpz::parse_text(text, &mut list);
+            return list;
+        }
     };
     for (line, raw) in numbered_lines(text) {
         list.lines = line;
@@ -669,6 +679,7 @@ mod tests {
             ("adblock", Format::Adblock),
             ("wildcard", Format::Wildcard),
             ("dnsmasq", Format::Dnsmasq),
+            ("rpz", Format::Rpz),
         ] {
             let map = MapDeserializer::<_, Error>::new(std::iter::once(("format", text)));
             let holder = Holder::deserialize(map);
@@ -682,17 +693,62 @@ mod tests {
     fn never_panics_on_generated_input() {
         // Lines stitched from the pieces every syntax reacts to; a fixed xorshift keeps the
         // test deterministic without a dependency.
-        const PIECES: [&str; 28] = [
-            "|", "||", "@@", "^", "$", ",", "=", "/", "*", "#", "##", "!", "[", "]", ".", ":", "%",
-            " ", "\t", "\r", "\n", "a", "Z", "0", "255", "ü", "\u{feff}", "xn--",
+        const PIECES: [&str; 44] = [
+            "|",
+            "||",
+            "@@",
+            "^",
+            "$",
+            ",",
+            "=",
+            "/",
+            "*",
+            "#",
+            "##",
+            "!",
+            "[",
+            "]",
+            ".",
+            ":",
+            "%",
+            " ",
+            "\t",
+            "\r",
+            "\n",
+            "a",
+            "Z",
+            "0",
+            "255",
+            "ü",
+            "\u{feff}",
+            "xn--",
+            "CNAME",
+            "A",
+            "IN",
+            "$ORIGIN",
+            "$TTL",
+            "(",
+            ")",
+            ";",
+            "\"",
+            "\\",
+            "@",
+            "rpz-ip",
+            "zz",
+            "address=/",
+            "server=/",
+            "domain,category",
         ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut text = String::new();
-        for _ in 0..20_000 {
+        for _ in 0..40_000 {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let piece = PIECES.get((state % 28) as usize).copied().unwrap_or("");
+            let piece = PIECES
+                .get((state % PIECES.len() as u64) as usize)
+                .copied()
+                .unwrap_or("");
             text.push_str(piece);
         }
         for format in Format::ALL {
@@ -702,10 +758,15 @@ mod tests {
                 assert!(skipped.line >= 1 && skipped.line <= list.lines);
             }
             for rule in &list.rules {
-                assert_eq!(
-                    name::normalize(&rule.name).as_deref(),
-                    Ok(rule.name.as_str())
-                );
+                // RPZ owners that look like IPv4 addresses are names a query can carry.
+                let ip_looking = format == Format::Rpz && name::is_ip_literal(&rule.name);
+                if !ip_looking {
+                    assert_eq!(
+                        name::normalize(&rule.name).as_deref(),
+                        Ok(rule.name.as_str())
+                    );
+                }
+                assert!(!(rule.exact && rule.subdomains_only));
             }
         }
     }
@@ -713,7 +774,9 @@ mod tests {
     #[test]
     fn never_panics_on_odd_input() {
         let odd = "\u{feff}\r\n\r\r\n\0\n||\n|\n@@\n$\n/\n//\n#\n!\n[\n]\n^\n|^|\n@@|^\n||.^\n\
-                   ||ä^\n0.0.0.0 \u{fffd}\n:: ::\n[::1] x\n%\n\u{2028}\n🦀🦀🦀";
+                   ||ä^\n0.0.0.0 \u{fffd}\n:: ::\n[::1] x\n%\n\u{2028}\n🦀🦀🦀\n\\\n\\🦀 A\n\
+                   x\\🦀 A 1.2.3.4\n\"\\\n(\n)\n$\n$ORIGIN\n@ SOA\n* CNAME\n=\n=/\n==//\n\
+                   address=/\naddress=//\nserver=/a/#\nlocal=/a/b/c/::1%\n\"\n\",\n,,,\n";
         for format in Format::ALL {
             let list = parse(format, odd);
             assert!(list.lines > 0);
