@@ -9,6 +9,7 @@
 //! with its number.
 
 mod adblock;
+mod csv;
 mod dnsmasq;
 mod hosts;
 mod plain;
@@ -36,17 +37,21 @@ pub enum Format {
     Dnsmasq,
     /// A DNS Response Policy Zone in master-file syntax (RFC 1035 §5, RPZ triggers and actions).
     Rpz,
+    /// A feed in CSV with a header line naming at least a `domain` column, plus optional
+    /// `category`, `reference` and `added` columns that travel with each rule.
+    Csv,
 }
 
 impl Format {
     /// Every format, in the order they are documented.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Plain,
         Format::Hosts,
         Format::Adblock,
         Format::Wildcard,
         Format::Dnsmasq,
         Format::Rpz,
+        Format::Csv,
     ];
 
     /// The name used in the configuration file and on the command line.
@@ -58,6 +63,7 @@ impl Format {
             Format::Wildcard => "wildcard",
             Format::Dnsmasq => "dnsmasq",
             Format::Rpz => "rpz",
+            Format::Csv => "csv",
         }
     }
 }
@@ -394,9 +400,14 @@ pub fn parse(format: Format, text: &str) -> ParsedList {
         Format::Adblock => adblock::parse_line,
         Format::Wildcard => wildcard::parse_line,
         Format::Dnsmasq => dnsmasq::parse_line,
-        // A zone record depends on earlier lines ($ORIGIN, the previous owner, parentheses).
+        // A zone record or a CSV row depends on earlier lines ($ORIGIN, the previous owner,
+        // parentheses; the header).
         Format::Rpz => {
             rpz::parse_text(text, &mut list);
+            return list;
+        }
+        Format::Csv => {
+            csv::parse_text(text, &mut list);
             return list;
         }
     };
@@ -680,6 +691,7 @@ mod tests {
             ("wildcard", Format::Wildcard),
             ("dnsmasq", Format::Dnsmasq),
             ("rpz", Format::Rpz),
+            ("csv", Format::Csv),
         ] {
             let map = MapDeserializer::<_, Error>::new(std::iter::once(("format", text)));
             let holder = Holder::deserialize(map);
