@@ -10,6 +10,7 @@
 
 mod adblock;
 mod csv;
+mod detect;
 mod dnsmasq;
 mod hosts;
 mod plain;
@@ -17,6 +18,8 @@ mod rpz;
 mod wildcard;
 
 use std::{fmt, net::IpAddr, sync::Arc};
+
+pub use detect::detect;
 
 use crate::policy::name::{self, NameError};
 
