@@ -7,6 +7,7 @@
 pub mod formats;
 pub mod name;
 pub mod nameset;
+pub mod stats;
 
 use std::{path::PathBuf, time::Duration};
 

@@ -200,7 +200,7 @@ struct Shape {
 }
 
 /// Why a line was not turned into a rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SkipReason {
     /// The line does not follow the list's syntax.
     Malformed(String),
