@@ -263,6 +263,22 @@ mod tests {
         assert_eq!(s.ip_literals, 1);
     }
 
+    /// The one place where these figures and the reference counter's part: an exact-anchored
+    /// adblock rule on an address (`|167.206.10.148^`, once in the AdGuard DNS filter and once
+    /// in the Dandelion AGH compilation). Here `|name^` is an exact rule like any other, so an
+    /// address in it is an IP literal; the reference sorts every `|…` line into "start anchor"
+    /// before looking at names and never counts it. Distinct names are unaffected: exact rules
+    /// are outside that figure in both.
+    #[test]
+    fn exact_anchored_address_is_an_ip_literal_here_not_in_the_reference() {
+        let s = stats(
+            Format::Adblock,
+            "|167.206.10.148^\n||1.2.3.4^\n||a.example^\n",
+        );
+        assert_eq!((s.ip_literals, s.distinct_ip_literals), (2, 2));
+        assert_eq!(s.distinct_names, 1);
+    }
+
     #[test]
     fn report_reads_well() {
         let s = stats(

@@ -811,6 +811,18 @@ mod tests {
     }
 
     #[test]
+    fn ttl_without_soa_and_no_header_at_all() {
+        // BIND would refuse both as a primary zone; as a list they are still clear.
+        let list = parse(Format::Rpz, "$TTL 60\na.example CNAME .\n");
+        assert_eq!(rules(&list), [("a.example", 2, true, false, false, NX)]);
+        assert_eq!(list.serial, None);
+        assert!(list.skipped.is_empty());
+        let list = parse(Format::Rpz, "\u{feff}b.example CNAME .\r\n");
+        assert_eq!(rules(&list), [("b.example", 1, true, false, false, NX)]);
+        assert!(list.skipped.is_empty());
+    }
+
+    #[test]
     fn soa_without_class_and_wildcard_only_triggers() {
         let text = "$TTL 3600\n@ SOA localhost. root.localhost. 1772016660 14400 3600 86400 3600\n  \
                     NS  localhost.\n;\n*.actor CNAME .\n*.dpdns.org CNAME .\n";
