@@ -103,7 +103,7 @@ fn tokenize<'t>(
             b';' => break,
             b' ' | b'\t' | b'\r' => i += 1,
             b'(' => {
-                *depth += 1;
+                *depth = depth.saturating_add(1);
                 i += 1;
             }
             b')' => {
