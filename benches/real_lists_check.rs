@@ -1,31 +1,44 @@
 //! Checks the list parsers against the real public lists in `shared/lists/real` (kept outside the
-//! repository because of their licences). For every hosts, domains and adblock file it parses the
-//! file, takes the distinct block names, and compares them with the figures of the independent
-//! reference counter (`reference-counts.json`, SOURCES.md §2). Adblock files are compared on
-//! subtree block rules only (`||name^`, `||name^|`), which is what the reference counts.
+//! repository because of their licences). For every file of every folder (hosts, domains,
+//! wildcard, adblock, rpz, dnsmasq) it reads the bytes through `formats::parse_bytes`, computes
+//! [`ListStats`], and compares the distinct names and distinct IP literals with the figures of
+//! the independent reference counter (`reference-counts.json`, SOURCES.md §2); "distinct" is
+//! defined per format in `policy::stats`. It also shows what `formats::detect` guesses for each
+//! file, and the parse time (best of several runs).
 //!
 //! Usage: `cargo bench --bench real_lists_check -- <shared> [<names-dir>]`
 //! where `<shared>` is the folder holding `lists/real`, and the optional `<names-dir>` is the
 //! `--dump-dir` output of `count_reference.py`; with it, the name sets are diffed, not just
-//! counted. The exit status is non-zero when any figure differs.
+//! counted. The exit status is non-zero when any distinct-name figure or name set differs.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use rampart::policy::formats::{self, Format, ParsedList, SkipReason};
+use rampart::policy::formats::{self, Format, ParsedList};
+use rampart::policy::stats::{self, ListStats};
 
-/// Folders checked, with the syntax their files use. Wildcard, RPZ and dnsmasq lists need
-/// parsers that do not exist yet.
-const FOLDERS: [(&str, Format); 3] = [
+/// Folders checked, with the syntax their files use.
+const FOLDERS: [(&str, Format); 6] = [
     ("hosts", Format::Hosts),
     ("domains", Format::Plain),
+    ("wildcard", Format::Wildcard),
     ("adblock", Format::Adblock),
+    ("rpz", Format::Rpz),
+    ("dnsmasq", Format::Dnsmasq),
 ];
 
 /// How many differing names to print per file before summarising.
 const SHOW_DIFFERENCES: usize = 5;
+
+/// Parse runs per file; the fastest is reported, to keep scheduler noise out of the figure.
+const RUNS: usize = 5;
+
+/// The largest real list, turned in memory into the formats whose real samples are small (the
+/// largest real RPZ has 2,689 names): `name CNAME .` plus `*.name CNAME .` (the shape of the
+/// hagezi and TrustPositif zones) and a CSV feed row per name. Nothing is written to disk.
+const SYNTHETIC_SOURCE: &str = "domains/blocklistproject-phishing.domains.txt";
 
 struct Outcome {
     ours: usize,
@@ -60,7 +73,7 @@ fn main() -> ExitCode {
     };
 
     println!(
-        "{:<52} {:>8} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>6} {:>9}",
+        "{:<52} {:>7} {:>7} {:>7} {:>7} {:>5} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:<9} {:>4} {:>8}",
         "file",
         "lines",
         "rules",
@@ -68,19 +81,25 @@ fn main() -> ExitCode {
         "ours",
         "+ours",
         "+ref",
-        "rejected",
+        "ip ref",
+        "ip",
+        "reject",
         "unsupp",
         "localh",
+        "detected",
         "diff",
         "parse ms"
     );
     let mut all_match = true;
-    let mut slowest: Option<(String, Duration, usize)> = None;
+    let mut files_checked = 0;
+    // Largest file per format: (file, bytes, best parse time).
+    let mut largest: BTreeMap<&str, (String, usize, Duration)> = BTreeMap::new();
+    let mut synthetic_names: Vec<String> = Vec::new();
     for (folder, format) in FOLDERS {
         let mut files = match std::fs::read_dir(real.join(folder)) {
             Ok(dir) => dir
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| wanted(format, p))
+                .filter(|p| p.extension().is_some_and(|e| e == "txt"))
                 .collect::<Vec<_>>(),
             Err(err) => {
                 eprintln!("cannot list {}: {err}", real.join(folder).display());
@@ -102,16 +121,26 @@ fn main() -> ExitCode {
                     continue;
                 }
             };
-            let text = String::from_utf8_lossy(&bytes);
-            let started = Instant::now();
-            let parsed = formats::parse(format, &text);
-            let elapsed = started.elapsed();
-            if slowest
-                .as_ref()
-                .is_none_or(|(_, _, size)| bytes.len() > *size)
-            {
-                slowest = Some((key.clone(), elapsed, bytes.len()));
+            let (parsed, elapsed) = match parse_timed(format, &bytes) {
+                Ok(result) => result,
+                Err(err) => {
+                    println!("{key:<52} REFUSED: {err}");
+                    all_match = false;
+                    continue;
+                }
+            };
+            files_checked += 1;
+            let entry = largest
+                .entry(format.as_str())
+                .or_insert_with(|| (key.clone(), 0, Duration::ZERO));
+            if bytes.len() > entry.1 {
+                *entry = (key.clone(), bytes.len(), elapsed);
             }
+            let stats = ListStats::new(format, &parsed);
+            if key == SYNTHETIC_SOURCE {
+                synthetic_names = parsed.rules.iter().map(|r| r.name.clone()).collect();
+            }
+            let detected = formats::detect(&String::from_utf8_lossy(&bytes));
 
             let reference_names = names_dir
                 .as_ref()
@@ -120,28 +149,38 @@ fn main() -> ExitCode {
             let outcome = compare(
                 format,
                 &parsed,
-                reference_figure(&reference, &key),
+                reference_figure(&reference, &key, "distinct_names"),
                 reference_names.as_deref(),
             );
+            debug_assert_eq!(outcome.ours, stats.distinct_names);
             let matches = outcome.reference == Some(outcome.ours)
                 && outcome.only_ours.is_empty()
                 && outcome.only_reference.is_empty();
             all_match &= matches;
-            let (rejected, unsupported, localhost) = skip_counts(&parsed);
+            let ip_reference = reference_figure(&reference, &key, "distinct_ip_literals");
             println!(
-                "{:<52} {:>8} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>6} {:>9.2}",
+                "{:<52} {:>7} {:>7} {:>7} {:>7} {:>5} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:<9} {:>4} {:>8.2}",
                 key,
-                parsed.lines,
-                parsed.rules.len(),
-                outcome
-                    .reference
-                    .map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                stats.lines,
+                stats.rules,
+                or_question(outcome.reference),
                 outcome.ours,
                 count_or_dash(reference_names.is_some(), outcome.only_ours.len()),
                 count_or_dash(reference_names.is_some(), outcome.only_reference.len()),
-                rejected,
-                unsupported,
-                localhost,
+                or_question(ip_reference),
+                format!(
+                    "{}{}",
+                    stats.distinct_ip_literals,
+                    if ip_reference == Some(stats.distinct_ip_literals) {
+                        ""
+                    } else {
+                        "!"
+                    }
+                ),
+                stats.rejected,
+                stats.unsupported,
+                stats.localhost,
+                format!("{}{}", detected, if detected == format { "" } else { "*" }),
                 if matches { "same" } else { "DIFF" },
                 elapsed.as_secs_f64() * 1000.0
             );
@@ -153,20 +192,28 @@ fn main() -> ExitCode {
             }
         }
     }
-    if let Some((file, elapsed, size)) = slowest {
+    if !synthetic_names.is_empty() {
+        all_match &= check_synthetic(&synthetic_names, &mut largest);
+    }
+    println!("\nlargest file per format (release build, best of {RUNS} runs of parse_bytes):");
+    for (format, (file, size, elapsed)) in &largest {
         println!(
-            "\nlargest file: {file} ({size} bytes) parsed in {:.2} ms ({:.0} MB/s)",
+            "  {format:<9} {file:<52} {size:>9} bytes {:>8.2} ms {:>6.0} MB/s",
             elapsed.as_secs_f64() * 1000.0,
-            size as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
+            *size as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
         );
     }
+    println!(
+        "(`ip` ends in ! where the distinct IP literals differ from the reference; `detected` ends \
+         in * where formats::detect guesses another format than the folder's)"
+    );
     if names_dir.is_none() {
         println!(
             "(counts only; pass count_reference.py's --dump-dir folder to diff the name sets)"
         );
     }
     if all_match {
-        println!("all files match the reference");
+        println!("all {files_checked} files match the reference");
         ExitCode::SUCCESS
     } else {
         println!("some files differ from the reference");
@@ -174,15 +221,69 @@ fn main() -> ExitCode {
     }
 }
 
-/// Adblock folders also hold other dialects; only the AdGuard/ABP ones are parsed.
-fn wanted(format: Format, path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    match format {
-        Format::Adblock => name.ends_with(".adblock.txt") || name.ends_with(".agh.txt"),
-        _ => name.ends_with(".txt"),
+fn parse_timed(format: Format, bytes: &[u8]) -> Result<(ParsedList, Duration), formats::ListError> {
+    let started = Instant::now();
+    let parsed = formats::parse_bytes(format, bytes)?;
+    let mut best = started.elapsed();
+    for _ in 1..RUNS {
+        let started = Instant::now();
+        let again = formats::parse_bytes(format, bytes)?;
+        best = best.min(started.elapsed());
+        drop(again);
     }
+    Ok((parsed, best))
+}
+
+/// Parses the synthetic RPZ zone and CSV feed built from `names` and checks that the distinct
+/// names survive the round trip. Their timings join the per-format table.
+fn check_synthetic(
+    names: &[String],
+    largest: &mut BTreeMap<&str, (String, usize, Duration)>,
+) -> bool {
+    let distinct: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut zone = String::from(
+        "$TTL 300\n@ IN SOA localhost. root.localhost. (\n 1 ; serial\n 3600 600 86400 300 )\n NS localhost.\n",
+    );
+    let mut feed = String::from("domain,category,reference,added\n");
+    for (i, name) in names.iter().enumerate() {
+        zone.push_str(&format!("{name} CNAME .\n*.{name} CNAME .\n"));
+        feed.push_str(&format!(
+            "{name},phishing,\"case {}, list {}\",2026-08-{:02}\n",
+            i / 100,
+            i % 7,
+            1 + i % 28
+        ));
+    }
+    let mut ok = true;
+    for (format, label, text) in [
+        (Format::Rpz, "synthetic/phishing.rpz (name + *.name)", zone),
+        (Format::Csv, "synthetic/phishing.csv", feed),
+    ] {
+        let (parsed, elapsed) = match parse_timed(format, text.as_bytes()) {
+            Ok(result) => result,
+            Err(err) => {
+                println!("{label:<52} REFUSED: {err}");
+                ok = false;
+                continue;
+            }
+        };
+        let stats = ListStats::new(format, &parsed);
+        let ours = stats::distinct_names(format, &parsed);
+        let same = ours == distinct && parsed.skipped.is_empty();
+        ok &= same;
+        println!(
+            "{label:<52} {:>7} {:>7} {:>7} {:>7} {:>47} {:>4} {:>8.2}",
+            stats.lines,
+            stats.rules,
+            distinct.len(),
+            stats.distinct_names,
+            "",
+            if same { "same" } else { "DIFF" },
+            elapsed.as_secs_f64() * 1000.0
+        );
+        largest.insert(format.as_str(), (label.to_owned(), text.len(), elapsed));
+    }
+    ok
 }
 
 fn compare(
@@ -191,14 +292,7 @@ fn compare(
     reference: Option<usize>,
     reference_names: Option<&str>,
 ) -> Outcome {
-    // The reference counts block rules that cover a subtree; adblock exact (`|name^`) rules
-    // and exceptions are real rules too, but outside that figure.
-    let ours: HashSet<&str> = parsed
-        .rules
-        .iter()
-        .filter(|r| !r.allow && (format != Format::Adblock || !r.exact))
-        .map(|r| r.name.as_str())
-        .collect();
+    let ours: HashSet<&str> = stats::distinct_names(format, parsed);
     let (mut only_ours, mut only_reference) = (Vec::new(), Vec::new());
     if let Some(text) = reference_names {
         let theirs: HashSet<&str> = text.lines().filter(|l| !l.is_empty()).collect();
@@ -215,16 +309,16 @@ fn compare(
     }
 }
 
-/// Finds `"distinct_names": N` in the object whose `"file"` is `key`. The JSON is written by
-/// the reference script with one key per line, so a plain text search is enough and keeps
-/// this program free of a JSON dependency.
-fn reference_figure(json: &str, key: &str) -> Option<usize> {
+/// Finds `"<field>": N` in the object whose `"file"` is `key`. The JSON is written by the
+/// reference script with one key per line, so a plain text search is enough and keeps this
+/// program free of a JSON dependency.
+fn reference_figure(json: &str, key: &str, field: &str) -> Option<usize> {
     let anchor = format!("\"file\": \"{key}\"");
     let after = json.get(json.find(&anchor)? + anchor.len()..)?;
     // Stop at the next file's entry so a missing field cannot borrow a neighbour's figure.
     let entry = after.split("\"file\":").next()?;
-    let field = "\"distinct_names\":";
-    let value = entry.get(entry.find(field)? + field.len()..)?;
+    let field = format!("\"{field}\":");
+    let value = entry.get(entry.find(&field)? + field.len()..)?;
     let digits: String = value
         .trim_start()
         .chars()
@@ -233,16 +327,8 @@ fn reference_figure(json: &str, key: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-fn skip_counts(parsed: &ParsedList) -> (usize, usize, usize) {
-    let (mut rejected, mut unsupported, mut localhost) = (0, 0, 0);
-    for skipped in &parsed.skipped {
-        match skipped.reason {
-            SkipReason::Malformed(_) | SkipReason::InvalidName(_) => rejected += 1,
-            SkipReason::Unsupported(_) => unsupported += 1,
-            SkipReason::Localhost => localhost += 1,
-        }
-    }
-    (rejected, unsupported, localhost)
+fn or_question(n: Option<usize>) -> String {
+    n.map_or_else(|| "?".to_owned(), |n| n.to_string())
 }
 
 fn count_or_dash(known: bool, n: usize) -> String {

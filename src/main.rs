@@ -58,6 +58,17 @@ enum ListsCommand {
         #[arg(long)]
         client: Option<std::net::IpAddr>,
     },
+    /// Parse one list file and report what it holds: rules, distinct names, IP literals and
+    /// skipped lines by reason. Exits non-zero when the file is refused as a whole (empty, an
+    /// HTML page, not UTF-8).
+    Stats {
+        /// The list file.
+        file: PathBuf,
+        /// plain, hosts, adblock, wildcard, dnsmasq, rpz or csv; guessed from the first lines
+        /// when not given.
+        #[arg(short, long)]
+        format: Option<rampart::policy::formats::Format>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -129,6 +140,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = check::explain(&snapshot, &config.block, &name, client)
                 .map_err(anyhow::Error::msg)?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Lists {
+            command: ListsCommand::Stats { file, format },
+        } => {
+            use rampart::policy::{formats, stats::ListStats};
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let (format, detected) = match format {
+                Some(format) => (format, false),
+                None => (formats::detect(&String::from_utf8_lossy(&bytes)), true),
+            };
+            let parsed = formats::parse_bytes(format, &bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            println!("file:            {}", file.display());
+            print!("{}", ListStats::new(format, &parsed));
+            if detected {
+                println!("(format guessed from the first lines; choose it with --format)");
+            }
             Ok(())
         }
     }

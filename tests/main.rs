@@ -4,5 +4,6 @@
 mod support;
 
 mod cli;
+mod lists_stats;
 mod metrics;
 mod resolve;

@@ -8,6 +8,7 @@ pub mod formats;
 pub mod groups;
 pub mod name;
 pub mod nameset;
+pub mod stats;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

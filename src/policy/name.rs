@@ -17,7 +17,7 @@ const MAX_NAME_LEN: usize = 253;
 const MAX_LABEL_LEN: usize = 63;
 
 /// Why a candidate name was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum NameError {
     #[error("empty name")]
     Empty,

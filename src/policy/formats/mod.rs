@@ -9,11 +9,17 @@
 //! with its number.
 
 mod adblock;
+mod csv;
+mod detect;
+mod dnsmasq;
 mod hosts;
 mod plain;
+mod rpz;
 mod wildcard;
 
 use std::{fmt, net::IpAddr, sync::Arc};
+
+pub use detect::detect;
 
 use crate::policy::name::{self, NameError};
 
@@ -30,15 +36,25 @@ pub enum Format {
     /// One name per line, `*.name` for the subdomains of `name` only (not `name` itself); a bare
     /// name means the name and its subdomains ("Wildcard Domains" lists).
     Wildcard,
+    /// dnsmasq configuration lines: `address=/name/…/target`, `server=/…/`, `local=/…/`.
+    Dnsmasq,
+    /// A DNS Response Policy Zone in master-file syntax (RFC 1035 §5, RPZ triggers and actions).
+    Rpz,
+    /// A feed in CSV with a header line naming at least a `domain` column, plus optional
+    /// `category`, `reference` and `added` columns that travel with each rule.
+    Csv,
 }
 
 impl Format {
     /// Every format, in the order they are documented.
-    pub const ALL: [Format; 4] = [
+    pub const ALL: [Format; 7] = [
         Format::Plain,
         Format::Hosts,
         Format::Adblock,
         Format::Wildcard,
+        Format::Dnsmasq,
+        Format::Rpz,
+        Format::Csv,
     ];
 
     /// The name used in the configuration file and on the command line.
@@ -48,6 +64,9 @@ impl Format {
             Format::Hosts => "hosts",
             Format::Adblock => "adblock",
             Format::Wildcard => "wildcard",
+            Format::Dnsmasq => "dnsmasq",
+            Format::Rpz => "rpz",
+            Format::Csv => "csv",
         }
     }
 }
@@ -181,7 +200,7 @@ struct Shape {
 }
 
 /// Why a line was not turned into a rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SkipReason {
     /// The line does not follow the list's syntax.
     Malformed(String),
@@ -391,7 +410,18 @@ pub fn parse(format: Format, text: &str) -> ParsedList {
 pub fn parse_with(format: Format, text: &str, mut on_rule: impl FnMut(Rule)) -> ParsedList {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut list = ParsedList::default();
-    let parse_line = line_parser(format);
+    let Some(parse_line) = line_parser(format) else {
+        // A zone record or a CSV row depends on earlier lines ($ORIGIN, the previous owner,
+        // parentheses; the header): these formats parse the whole text at once.
+        match format {
+            Format::Rpz => rpz::parse_text(text, &mut list),
+            _ => csv::parse_text(text, &mut list),
+        }
+        for rule in list.rules.drain(..) {
+            on_rule(rule);
+        }
+        return list;
+    };
     for (line, raw) in numbered_lines(text) {
         list.lines = line;
         let trimmed = raw.trim();
@@ -405,13 +435,16 @@ pub fn parse_with(format: Format, text: &str, mut on_rule: impl FnMut(Rule)) -> 
     list
 }
 
-/// The parser of one trimmed, non-empty line of a format.
-fn line_parser(format: Format) -> fn(&str, u32, &mut ParsedList) {
+/// The parser of one trimmed, non-empty line of a format; `None` for formats whose lines
+/// depend on earlier ones (RPZ, CSV), which parse whole texts.
+fn line_parser(format: Format) -> Option<fn(&str, u32, &mut ParsedList)> {
     match format {
-        Format::Plain => plain::parse_line,
-        Format::Hosts => hosts::parse_line,
-        Format::Adblock => adblock::parse_line,
-        Format::Wildcard => wildcard::parse_line,
+        Format::Plain => Some(plain::parse_line),
+        Format::Hosts => Some(hosts::parse_line),
+        Format::Adblock => Some(adblock::parse_line),
+        Format::Wildcard => Some(wildcard::parse_line),
+        Format::Dnsmasq => Some(dnsmasq::parse_line),
+        Format::Rpz | Format::Csv => None,
     }
 }
 
@@ -442,7 +475,13 @@ pub fn parse_reader(
             return Err(ListError::Html.into());
         }
     }
-    let parse_line = line_parser(format);
+    let Some(parse_line) = line_parser(format) else {
+        // Whole-text formats: read it all, then parse (the checks apply to the whole file).
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes)?;
+        let text = check_bytes(&bytes)?;
+        return Ok(parse_with(format, text, on_rule));
+    };
     let mut list = ParsedList::default();
     let mut buf = Vec::with_capacity(256);
     let mut offset = 0usize;
@@ -749,6 +788,9 @@ mod tests {
             ("hosts", Format::Hosts),
             ("adblock", Format::Adblock),
             ("wildcard", Format::Wildcard),
+            ("dnsmasq", Format::Dnsmasq),
+            ("rpz", Format::Rpz),
+            ("csv", Format::Csv),
         ] {
             let map = MapDeserializer::<_, Error>::new(std::iter::once(("format", text)));
             let holder = Holder::deserialize(map);
@@ -762,17 +804,62 @@ mod tests {
     fn never_panics_on_generated_input() {
         // Lines stitched from the pieces every syntax reacts to; a fixed xorshift keeps the
         // test deterministic without a dependency.
-        const PIECES: [&str; 28] = [
-            "|", "||", "@@", "^", "$", ",", "=", "/", "*", "#", "##", "!", "[", "]", ".", ":", "%",
-            " ", "\t", "\r", "\n", "a", "Z", "0", "255", "ü", "\u{feff}", "xn--",
+        const PIECES: [&str; 44] = [
+            "|",
+            "||",
+            "@@",
+            "^",
+            "$",
+            ",",
+            "=",
+            "/",
+            "*",
+            "#",
+            "##",
+            "!",
+            "[",
+            "]",
+            ".",
+            ":",
+            "%",
+            " ",
+            "\t",
+            "\r",
+            "\n",
+            "a",
+            "Z",
+            "0",
+            "255",
+            "ü",
+            "\u{feff}",
+            "xn--",
+            "CNAME",
+            "A",
+            "IN",
+            "$ORIGIN",
+            "$TTL",
+            "(",
+            ")",
+            ";",
+            "\"",
+            "\\",
+            "@",
+            "rpz-ip",
+            "zz",
+            "address=/",
+            "server=/",
+            "domain,category",
         ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut text = String::new();
-        for _ in 0..20_000 {
+        for _ in 0..40_000 {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let piece = PIECES.get((state % 28) as usize).copied().unwrap_or("");
+            let piece = PIECES
+                .get((state % PIECES.len() as u64) as usize)
+                .copied()
+                .unwrap_or("");
             text.push_str(piece);
         }
         for format in Format::ALL {
@@ -782,10 +869,15 @@ mod tests {
                 assert!(skipped.line >= 1 && skipped.line <= list.lines);
             }
             for rule in &list.rules {
-                assert_eq!(
-                    name::normalize(&rule.name).as_deref(),
-                    Ok(rule.name.as_str())
-                );
+                // RPZ owners that look like IPv4 addresses are names a query can carry.
+                let ip_looking = format == Format::Rpz && name::is_ip_literal(&rule.name);
+                if !ip_looking {
+                    assert_eq!(
+                        name::normalize(&rule.name).as_deref(),
+                        Ok(rule.name.as_str())
+                    );
+                }
+                assert!(!(rule.exact && rule.subdomains_only));
             }
         }
     }
@@ -793,7 +885,9 @@ mod tests {
     #[test]
     fn never_panics_on_odd_input() {
         let odd = "\u{feff}\r\n\r\r\n\0\n||\n|\n@@\n$\n/\n//\n#\n!\n[\n]\n^\n|^|\n@@|^\n||.^\n\
-                   ||ä^\n0.0.0.0 \u{fffd}\n:: ::\n[::1] x\n%\n\u{2028}\n🦀🦀🦀";
+                   ||ä^\n0.0.0.0 \u{fffd}\n:: ::\n[::1] x\n%\n\u{2028}\n🦀🦀🦀\n\\\n\\🦀 A\n\
+                   x\\🦀 A 1.2.3.4\n\"\\\n(\n)\n$\n$ORIGIN\n@ SOA\n* CNAME\n=\n=/\n==//\n\
+                   address=/\naddress=//\nserver=/a/#\nlocal=/a/b/c/::1%\n\"\n\",\n,,,\n";
         for format in Format::ALL {
             let list = parse(format, odd);
             assert!(list.lines > 0);
