@@ -14,10 +14,7 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
-use rampart::{
-    config::{Action, ListConfig, ListKind},
-    policy::CompiledList,
-};
+use rampart::{config::ListConfig, policy::CompiledList};
 
 fn status_kib(field: &str) -> u64 {
     let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -67,14 +64,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        lists.push(ListConfig {
-            name: format!("list{i}"),
-            path: PathBuf::from(path),
-            format,
-            kind: ListKind::Block,
-            exact: false,
-            action: Action::BlockAddress,
-        });
+        lists.push(ListConfig::block(
+            &format!("list{i}"),
+            PathBuf::from(path),
+            Some(format),
+        ));
     }
 
     println!(

@@ -12,7 +12,7 @@ use std::{hint::black_box, net::IpAddr};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hickory_proto::rr::Name;
 use rampart::{
-    config::{Action, ListConfig, ListKind},
+    config::ListConfig,
     policy::{CompiledList, QueryName, Snapshot, formats::Format, groups::GroupMap},
 };
 
@@ -72,14 +72,7 @@ fn synthetic_list(n: usize, rng: &mut Rng) -> (String, Vec<String>) {
 }
 
 fn list_config(path: std::path::PathBuf) -> ListConfig {
-    ListConfig {
-        name: "synthetic".into(),
-        path,
-        format: Format::Wildcard,
-        kind: ListKind::Block,
-        exact: false,
-        action: Action::BlockAddress,
-    }
+    ListConfig::block("synthetic", path, Some(Format::Wildcard))
 }
 
 fn benches(c: &mut Criterion) {

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 
 use crate::{
-    config::{Action, BlockConfig, ListKind},
-    policy::{Decision, Match, Snapshot, name::normalize},
+    config::{BlockConfig, ListKind},
+    policy::{Decision, Match, Snapshot, Trigger, Verdict, name::normalize},
 };
 
 /// The report for `name` asked by `client` (None: a client of the default group). Errors only
@@ -41,12 +41,29 @@ pub fn explain(
             }
         );
     }
-    match snapshot.decide(bytes, group) {
+    let evaluation = snapshot.evaluate(&snapshot.prepare(bytes), client, group);
+    if let Some(m) = evaluation.logged {
+        describe_rule(
+            &mut out,
+            snapshot,
+            &canonical,
+            m,
+            "log-only match (counted, not applied)",
+        );
+    }
+    match evaluation.decision {
         Decision::Blocked(m) => {
             let _ = writeln!(out, "{canonical}: BLOCKED");
             describe_rule(&mut out, snapshot, &canonical, m, "block rule");
-            let action = snapshot.action(m, group);
-            let _ = writeln!(out, "  answer: {}", describe_action(action, block));
+            let verdict = snapshot.verdict(m, group);
+            let _ = writeln!(out, "  answer: {}", describe_verdict(verdict, block));
+        }
+        Decision::Passthru(m) => {
+            let _ = writeln!(
+                out,
+                "{canonical}: PASSTHRU (resolved normally; later lists are not consulted)"
+            );
+            describe_rule(&mut out, snapshot, &canonical, m, "passthru rule");
         }
         Decision::Allowed(m) => {
             let _ = writeln!(
@@ -69,6 +86,10 @@ pub fn explain(
                 out,
                 "{canonical}: ALLOWED (no list matches this name or its parents)"
             );
+            let _ = writeln!(
+                out,
+                "  (its answer is still checked: CNAME targets and RESPONSE-IP rules)"
+            );
         }
     }
     let _ = writeln!(out);
@@ -77,14 +98,23 @@ pub fn explain(
 }
 
 fn describe_rule(out: &mut String, snapshot: &Snapshot, canonical: &str, m: Match, what: &str) {
-    let listed = &canonical[canonical.len() - m.hit.suffix_len..];
+    let listed = match m.trigger {
+        Trigger::ClientIp => "the client's address".to_string(),
+        Trigger::ResponseIp => "an address in the answer".to_string(),
+        Trigger::QName | Trigger::CnameTarget => {
+            format!(
+                "`{}`",
+                &canonical[canonical.len().saturating_sub(m.hit.suffix_len)..]
+            )
+        }
+    };
     let scope = m.hit.scope.describe();
     let line = m.hit.payload.line;
     match snapshot.list(m) {
         Some(list) => {
             let _ = writeln!(
                 out,
-                "  {what}: `{listed}` ({scope}) from list \"{}\", {} line {line}",
+                "  {what}: {listed} ({scope}) from list \"{}\", {} line {line}",
                 list.name,
                 list.path.display()
             );
@@ -93,14 +123,14 @@ fn describe_rule(out: &mut String, snapshot: &Snapshot, canonical: &str, m: Matc
             }
         }
         None => {
-            let _ = writeln!(out, "  {what}: `{listed}` ({scope}), line {line}");
+            let _ = writeln!(out, "  {what}: {listed} ({scope}), line {line}");
         }
     }
 }
 
-fn describe_action(action: Action, block: &BlockConfig) -> String {
-    match action {
-        Action::BlockAddress => {
+fn describe_verdict(verdict: Verdict<'_>, block: &BlockConfig) -> String {
+    match verdict {
+        Verdict::BlockAddress => {
             let v4 = block.ipv4.map_or("NODATA".to_string(), |a| a.to_string());
             let v6 = block.ipv6.map_or("NODATA".to_string(), |a| a.to_string());
             format!(
@@ -108,9 +138,19 @@ fn describe_action(action: Action, block: &BlockConfig) -> String {
                 block.ttl
             )
         }
-        Action::NxDomain => format!("NXDOMAIN (TTL {} s)", block.ttl),
-        Action::NoData => format!("NODATA for every type (TTL {} s)", block.ttl),
-        Action::Refused => "REFUSED".into(),
+        Verdict::NxDomain => format!("NXDOMAIN (TTL {} s)", block.ttl),
+        Verdict::NoData => format!("NODATA for every type (TTL {} s)", block.ttl),
+        Verdict::Refused => "REFUSED".into(),
+        Verdict::Drop => "no answer at all (DROP)".into(),
+        Verdict::TcpOnly => "over UDP an empty truncated answer (the client retries over TCP); over TCP resolved normally".into(),
+        Verdict::Passthru => "resolved normally (PASSTHRU)".into(),
+        Verdict::Local(records) => {
+            let shown: Vec<String> = records
+                .iter()
+                .map(|r| format!("{} {r}", r.record_type()))
+                .collect();
+            format!("local data: {} (TTL {} s)", shown.join(", "), block.ttl)
+        }
     }
 }
 

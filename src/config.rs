@@ -238,17 +238,35 @@ pub struct RawList {
     pub name: String,
     /// File to load; relative paths are relative to the config file's directory.
     pub path: String,
-    /// "plain", "hosts" or "adblock".
-    pub format: Format,
+    /// "plain", "hosts", "adblock", "wildcard", "dnsmasq", "rpz" or "csv"; absent: detected
+    /// from the file's first lines.
+    #[serde(default)]
+    pub format: Option<Format>,
     /// "block" (default) or "allow": an allow list exempts names from every block list.
     #[serde(default = "default_kind")]
     pub kind: String,
     /// "subtree" (default: the name and all its subdomains) or "exact" (the name only).
     #[serde(default = "default_match", rename = "match")]
     pub match_: String,
-    /// "block_address" (default), "nxdomain", "nodata" or "refused".
+    /// "block_address" (default), "nxdomain", "nodata", "refused", "drop" or "tcp_only": the
+    /// answer for rules that do not carry their own (RPZ and dnsmasq rules do).
     #[serde(default = "default_action")]
     pub action: String,
+    /// "given" (default: each rule's own action, else `action`), or an action that replaces
+    /// every rule's (like BIND's `policy` per response-policy zone), including "passthru".
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    /// "enforce" (default) or "log_only": matches are counted and logged but not applied, to
+    /// try a new feed safely.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_policy() -> String {
+    "given".into()
+}
+fn default_mode() -> String {
+    "enforce".into()
 }
 
 fn default_kind() -> String {
@@ -352,16 +370,34 @@ pub enum Action {
     NxDomain,
     NoData,
     Refused,
+    /// No answer at all (RPZ DROP).
+    Drop,
+    /// Over UDP an empty truncated answer, so the client retries over TCP; over TCP resolved
+    /// normally (RPZ TCP-ONLY).
+    TcpOnly,
+    /// Resolve normally and stop consulting later lists (RPZ PASSTHRU).
+    Passthru,
+}
+
+impl Action {
+    const NAMES: &[(&str, Action)] = &[
+        ("block_address", Action::BlockAddress),
+        ("nxdomain", Action::NxDomain),
+        ("nodata", Action::NoData),
+        ("refused", Action::Refused),
+        ("drop", Action::Drop),
+        ("tcp_only", Action::TcpOnly),
+        ("passthru", Action::Passthru),
+    ];
 }
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::BlockAddress => "block_address",
-            Self::NxDomain => "nxdomain",
-            Self::NoData => "nodata",
-            Self::Refused => "refused",
-        })
+        let name = Self::NAMES
+            .iter()
+            .find(|(_, a)| a == self)
+            .map_or("?", |(n, _)| n);
+        f.write_str(name)
     }
 }
 
@@ -369,10 +405,32 @@ impl fmt::Display for Action {
 pub struct ListConfig {
     pub name: String,
     pub path: PathBuf,
-    pub format: Format,
+    /// None: detected from the file.
+    pub format: Option<Format>,
     pub kind: ListKind,
     pub exact: bool,
+    /// The answer for rules without their own.
     pub action: Action,
+    /// Replaces every rule's action when set (`policy` other than "given").
+    pub policy: Option<Action>,
+    /// Matches are counted and logged, not applied.
+    pub log_only: bool,
+}
+
+impl ListConfig {
+    /// A block list with every option at its default (tools and tests).
+    pub fn block(name: &str, path: PathBuf, format: Option<Format>) -> Self {
+        Self {
+            name: name.into(),
+            path,
+            format,
+            kind: ListKind::Block,
+            exact: false,
+            action: Action::BlockAddress,
+            policy: None,
+            log_only: false,
+        }
+    }
 }
 
 impl Config {
@@ -657,6 +715,29 @@ impl RawConfig {
                 }
             };
             let action = parse_action(&l.action).map_err(|m| invalid(&key("action"), m))?;
+            if action == Action::Passthru {
+                return Err(invalid(
+                    &key("action"),
+                    "a block list cannot pass everything through; use kind = \"allow\" or policy = \"passthru\"".into(),
+                ));
+            }
+            let policy = match l.policy.as_str() {
+                "given" => None,
+                other => Some(
+                    parse_action(other)
+                        .map_err(|m| invalid(&key("policy"), format!("{m}, or \"given\"")))?,
+                ),
+            };
+            let log_only = match l.mode.as_str() {
+                "enforce" => false,
+                "log_only" => true,
+                other => {
+                    return Err(invalid(
+                        &key("mode"),
+                        format!("`{other}` is not one of \"enforce\", \"log_only\""),
+                    ));
+                }
+            };
             let path = resolve(&l.path);
             if !path.is_file() {
                 return Err(invalid(
@@ -671,6 +752,8 @@ impl RawConfig {
                 kind,
                 exact,
                 action,
+                policy,
+                log_only,
             });
         }
 
@@ -695,15 +778,17 @@ impl RawConfig {
 }
 
 fn parse_action(s: &str) -> Result<Action, String> {
-    match s {
-        "block_address" => Ok(Action::BlockAddress),
-        "nxdomain" => Ok(Action::NxDomain),
-        "nodata" => Ok(Action::NoData),
-        "refused" => Ok(Action::Refused),
-        other => Err(format!(
-            "`{other}` is not one of \"block_address\", \"nxdomain\", \"nodata\", \"refused\""
-        )),
-    }
+    Action::NAMES
+        .iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, a)| *a)
+        .ok_or_else(|| {
+            let names: Vec<String> = Action::NAMES
+                .iter()
+                .map(|(n, _)| format!("\"{n}\""))
+                .collect();
+            format!("`{s}` is not one of {}", names.join(", "))
+        })
 }
 
 /// Groups: names unique, lists known, networks valid and not claimed twice. The default group

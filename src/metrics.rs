@@ -50,6 +50,7 @@ pub struct Metrics {
     queries: IntCounterVec,
     blocked: IntCounterVec,
     allowlisted: IntCounterVec,
+    log_only: IntCounterVec,
     duration: HistogramVec,
     pub cache_entries: IntGauge,
     list_entries: IntGaugeVec,
@@ -96,6 +97,13 @@ impl Metrics {
             Opts::new(
                 "rampart_allowlisted_queries_total",
                 "Queries exempted from blocking by an allow rule, by list.",
+            ),
+            &["list"],
+        )?;
+        let log_only = IntCounterVec::new(
+            Opts::new(
+                "rampart_log_only_matches_total",
+                "Matches of lists in log-only mode (counted and logged, not applied), by list.",
             ),
             &["list"],
         )?;
@@ -165,6 +173,7 @@ impl Metrics {
         registry.register(Box::new(queries.clone()))?;
         registry.register(Box::new(blocked.clone()))?;
         registry.register(Box::new(allowlisted.clone()))?;
+        registry.register(Box::new(log_only.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
         registry.register(Box::new(cache_entries.clone()))?;
@@ -183,6 +192,7 @@ impl Metrics {
             queries,
             blocked,
             allowlisted,
+            log_only,
             duration,
             cache_entries,
             list_entries,
@@ -211,6 +221,10 @@ impl Metrics {
 
     pub fn blocked_by(&self, list: &str) {
         self.blocked.with_label_values(&[list]).inc();
+    }
+
+    pub fn log_only_match(&self, list: &str) {
+        self.log_only.with_label_values(&[list]).inc();
     }
 
     pub fn allowlisted_by(&self, list: &str) {

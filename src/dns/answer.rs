@@ -13,20 +13,28 @@ use hickory_proto::{
     },
 };
 
-use crate::config::{Action, BlockConfig};
+use crate::{config::BlockConfig, policy::Verdict};
 
 /// The parts of a synthesized response.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Synthesized {
     pub rcode: ResponseCode,
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
+    /// Send nothing at all (RPZ DROP).
+    pub drop: bool,
+    /// Set TC so the client retries over TCP (RPZ TCP-ONLY over UDP).
+    pub truncated: bool,
+    /// Local data rewrote the name to this one (a CNAME): the caller resolves it and appends
+    /// its answer, so the client gets the whole chain.
+    pub cname_target: Option<Name>,
 }
 
-/// Build the block answer for `qname`/`qtype`. `zone` is the listed name that matched (the
-/// query name itself or one of its parents).
+/// Build the answer for `qname`/`qtype` under `verdict`. `zone` is the listed name that matched
+/// (the query name itself or one of its parents). PASSTHRU, and TCP-ONLY over TCP, mean
+/// "resolve normally" and are not synthesized: the caller does not call this for them.
 pub fn blocked(
-    action: Action,
+    verdict: Verdict<'_>,
     qname: &Name,
     qtype: RecordType,
     zone: &Name,
@@ -34,18 +42,25 @@ pub fn blocked(
 ) -> Synthesized {
     let nodata = |rcode| Synthesized {
         rcode,
-        answers: Vec::new(),
         authorities: vec![soa(zone, block.ttl)],
+        ..Synthesized::default()
     };
-    match action {
-        Action::Refused => Synthesized {
+    match verdict {
+        Verdict::Refused => Synthesized {
             rcode: ResponseCode::Refused,
-            answers: Vec::new(),
-            authorities: Vec::new(),
+            ..Synthesized::default()
         },
-        Action::NxDomain => nodata(ResponseCode::NXDomain),
-        Action::NoData => nodata(ResponseCode::NoError),
-        Action::BlockAddress => {
+        Verdict::Drop => Synthesized {
+            drop: true,
+            ..Synthesized::default()
+        },
+        Verdict::TcpOnly => Synthesized {
+            truncated: true,
+            ..Synthesized::default()
+        },
+        Verdict::NxDomain => nodata(ResponseCode::NXDomain),
+        Verdict::NoData | Verdict::Passthru => nodata(ResponseCode::NoError),
+        Verdict::BlockAddress => {
             let data = match (qtype, block.ipv4, block.ipv6) {
                 (RecordType::A, Some(v4), _) => Some(RData::A(A(v4))),
                 (RecordType::AAAA, _, Some(v6)) => Some(RData::AAAA(AAAA(v6))),
@@ -53,9 +68,39 @@ pub fn blocked(
             };
             match data {
                 Some(data) => Synthesized {
-                    rcode: ResponseCode::NoError,
                     answers: vec![Record::from_rdata(qname.clone(), block.ttl, data)],
-                    authorities: Vec::new(),
+                    ..Synthesized::default()
+                },
+                None => nodata(ResponseCode::NoError),
+            }
+        }
+        Verdict::Local(records) => {
+            // Records of the asked type answer directly; otherwise a CNAME rewrites the name;
+            // otherwise the name exists with no data of this type.
+            let own: Vec<Record> = records
+                .iter()
+                .filter(|r| r.record_type() == qtype || qtype == RecordType::ANY)
+                .map(|r| Record::from_rdata(qname.clone(), block.ttl, r.clone()))
+                .collect();
+            if !own.is_empty() {
+                return Synthesized {
+                    answers: own,
+                    ..Synthesized::default()
+                };
+            }
+            let cname = records.iter().find_map(|r| match r {
+                RData::CNAME(c) => Some(c.0.clone()),
+                _ => None,
+            });
+            match cname {
+                Some(target) => Synthesized {
+                    answers: vec![Record::from_rdata(
+                        qname.clone(),
+                        block.ttl,
+                        RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone())),
+                    )],
+                    cname_target: Some(target),
+                    ..Synthesized::default()
                 },
                 None => nodata(ResponseCode::NoError),
             }
@@ -95,7 +140,7 @@ mod tests {
         let q = Name::from_ascii("x.ads.example.").unwrap();
         let z = Name::from_ascii("ads.example.").unwrap();
         let a = blocked(
-            Action::BlockAddress,
+            Verdict::BlockAddress,
             &q,
             RecordType::A,
             &z,
@@ -104,7 +149,7 @@ mod tests {
         assert_eq!(a.answers.len(), 1);
         assert_eq!(a.answers[0].ttl, 60);
         let mx = blocked(
-            Action::BlockAddress,
+            Verdict::BlockAddress,
             &q,
             RecordType::MX,
             &z,
@@ -114,16 +159,16 @@ mod tests {
         assert_eq!(mx.rcode, ResponseCode::NoError);
         assert_eq!(mx.authorities[0].name, z);
         let aaaa = blocked(
-            Action::BlockAddress,
+            Verdict::BlockAddress,
             &q,
             RecordType::AAAA,
             &z,
             &cfg(true, false),
         );
         assert!(aaaa.answers.is_empty());
-        let nx = blocked(Action::NxDomain, &q, RecordType::A, &z, &cfg(true, true));
+        let nx = blocked(Verdict::NxDomain, &q, RecordType::A, &z, &cfg(true, true));
         assert_eq!(nx.rcode, ResponseCode::NXDomain);
-        let r = blocked(Action::Refused, &q, RecordType::A, &z, &cfg(true, true));
+        let r = blocked(Verdict::Refused, &q, RecordType::A, &z, &cfg(true, true));
         assert_eq!(r.rcode, ResponseCode::Refused);
     }
 }

@@ -18,20 +18,24 @@ use std::{
 use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, Metadata, OpCode, Query, ResponseCode},
-    rr::{DNSClass, Name, Record, RecordType},
+    rr::{DNSClass, LowerName, Name, Record, RecordType},
 };
 use hickory_server::{
     net::{runtime::Time, xfer::Protocol},
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
 };
-use tracing::debug;
+use tracing::{debug, info};
 
-use super::{answer, cache::Cache, upstream::Upstream};
+use super::{
+    answer,
+    cache::{Answer, Cache},
+    upstream::Upstream,
+};
 use crate::{
     config::BlockConfig,
     metrics::{Metrics, Outcome, qtype_label},
-    policy::{Decision, QueryName, Snapshot},
+    policy::{Decision, Match, QueryName, Snapshot, Verdict},
 };
 
 /// Everything a query needs, shared by all listener tasks.
@@ -53,18 +57,45 @@ impl std::fmt::Debug for DnsHandler {
 }
 
 /// The records of a response we are about to send.
+#[derive(Default)]
 struct Reply {
     rcode: ResponseCode,
     answers: Vec<Record>,
     authorities: Vec<Record>,
+    /// Send nothing (RPZ DROP).
+    drop: bool,
+    /// Set TC (RPZ TCP-ONLY over UDP).
+    truncated: bool,
 }
 
 impl Reply {
     fn empty(rcode: ResponseCode) -> Self {
         Self {
             rcode,
-            answers: Vec::new(),
-            authorities: Vec::new(),
+            ..Self::default()
+        }
+    }
+}
+
+impl From<answer::Synthesized> for Reply {
+    fn from(s: answer::Synthesized) -> Self {
+        Self {
+            rcode: s.rcode,
+            answers: s.answers,
+            authorities: s.authorities,
+            drop: s.drop,
+            truncated: s.truncated,
+        }
+    }
+}
+
+impl From<Answer> for Reply {
+    fn from(a: Answer) -> Self {
+        Self {
+            rcode: a.rcode,
+            answers: a.answers,
+            authorities: a.authorities,
+            ..Self::default()
         }
     }
 }
@@ -92,6 +123,17 @@ impl RequestHandler for DnsHandler {
             .map_or("other", |q| qtype_label(q.query_type()));
 
         let (reply, outcome) = self.run(request).await;
+        if reply.drop {
+            // RPZ DROP: the client hears nothing, as if the packet were lost.
+            self.metrics
+                .observe(qtype, protocol, outcome, started.elapsed());
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.response_code = ResponseCode::NoError;
+            return ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            });
+        }
 
         // EDNS: answer in kind (RFC 6891). Version 0 is all we speak; others get BADVERS.
         let mut edns = None;
@@ -116,6 +158,7 @@ impl RequestHandler for DnsHandler {
         metadata.authoritative = false;
         metadata.recursion_available = true;
         metadata.authentic_data = false;
+        metadata.truncation = reply.truncated;
         metadata.response_code = rcode;
 
         let mut builder = MessageResponseBuilder::from_message_request(request);
@@ -155,58 +198,77 @@ impl DnsHandler {
             return (Reply::empty(ResponseCode::Refused), Outcome::Refused);
         }
         let qname: &Name = query.original().name();
+        let client = request.src().ip();
+        let udp = request.protocol() == Protocol::Udp;
 
-        // Policy.
+        // Policy, question phase.
         let snapshot = self.policy.load();
         let canonical = QueryName::new(qname);
-        let group = snapshot.group_of(request.src().ip());
-        match snapshot.decide(canonical.as_bytes(), group) {
+        let group = snapshot.group_of(client);
+        let evaluation =
+            snapshot.evaluate(&snapshot.prepare(canonical.as_bytes()), Some(client), group);
+        self.report_logged(&snapshot, evaluation.logged, qname);
+        let mut check_answer = true;
+        match evaluation.decision {
             Decision::Blocked(m) => {
-                let Some(list) = snapshot.list(m) else {
-                    return (Reply::empty(ResponseCode::ServFail), Outcome::ServFail);
-                };
-                self.metrics.blocked_by(&list.name);
-                let zone_labels = canonical.as_bytes()
-                    [canonical.as_bytes().len() - m.hit.suffix_len..]
-                    .iter()
-                    .filter(|&&b| b == b'.')
-                    .count()
-                    + 1;
-                let zone = qname.trim_to(zone_labels);
-                let action = snapshot.action(m, group);
-                let s = answer::blocked(action, qname, qtype, &zone, &self.block);
-                return (
-                    Reply {
-                        rcode: s.rcode,
-                        answers: s.answers,
-                        authorities: s.authorities,
-                    },
-                    Outcome::Blocked,
-                );
+                let verdict = snapshot.verdict(m, group);
+                // TCP-ONLY only bites over UDP; over TCP the name resolves normally.
+                if verdict != Verdict::TcpOnly || udp {
+                    let reply = self
+                        .rewrite(&snapshot, m, verdict, qname, &canonical, qtype, qclass)
+                        .await;
+                    return (reply, Outcome::Blocked);
+                }
+                check_answer = false;
             }
             Decision::Allowed(m) => {
                 if let Some(list) = snapshot.list(m) {
                     self.metrics.allowlisted_by(&list.name);
                 }
+                check_answer = false;
             }
+            Decision::Passthru(_) => check_answer = false,
             Decision::Pass => {}
         }
-        drop(snapshot);
 
-        // Cache.
+        // Cache, then upstream.
         let lower = query.name();
-        if let Some(hit) = self.cache.get(lower, qtype, qclass) {
-            return (
-                Reply {
-                    rcode: hit.rcode,
-                    answers: hit.answers,
-                    authorities: hit.authorities,
-                },
-                Outcome::CacheHit,
-            );
-        }
+        let (answer, outcome) = match self.cache.get(lower, qtype, qclass) {
+            Some(hit) => (hit, Outcome::CacheHit),
+            None => match self.resolve(lower, qtype, qclass).await {
+                Ok(answer) => (answer, Outcome::Allowed),
+                Err(e) => {
+                    debug!(name = %qname, %qtype, error = %e, "upstream failed");
+                    return (Reply::empty(ResponseCode::ServFail), Outcome::ServFail);
+                }
+            },
+        };
 
-        // Upstream.
+        // Policy, answer phase: CNAME targets and answer addresses. Runs on cached answers
+        // too, so a list update applies to them at once.
+        if check_answer && !answer.answers.is_empty() {
+            let evaluation = snapshot.evaluate_answer(&answer.answers, group);
+            self.report_logged(&snapshot, evaluation.logged, qname);
+            if let Decision::Blocked(m) = evaluation.decision {
+                let verdict = snapshot.verdict(m, group);
+                if verdict != Verdict::TcpOnly || udp {
+                    let reply = self
+                        .rewrite(&snapshot, m, verdict, qname, &canonical, qtype, qclass)
+                        .await;
+                    return (reply, Outcome::Blocked);
+                }
+            }
+        }
+        (Reply::from(answer), outcome)
+    }
+
+    /// Cache miss: ask upstream, store the answer.
+    async fn resolve(
+        &self,
+        lower: &LowerName,
+        qtype: RecordType,
+        qclass: DNSClass,
+    ) -> Result<Answer, super::upstream::UpstreamError> {
         let mut upstream_query = Query::query(Name::from(lower.clone()), qtype);
         upstream_query.set_query_class(qclass);
         let started = Instant::now();
@@ -214,27 +276,86 @@ impl DnsHandler {
         self.metrics
             .upstream_duration
             .observe(started.elapsed().as_secs_f64());
-        match result {
+        match &result {
             Ok(answer) => {
-                self.cache.insert(lower, qtype, qclass, &answer);
+                self.cache.insert(lower, qtype, qclass, answer);
                 self.metrics.cache_entries.set(self.cache.len() as i64);
-                (
-                    Reply {
-                        rcode: answer.rcode,
-                        answers: answer.answers,
-                        authorities: answer.authorities,
-                    },
-                    Outcome::Allowed,
-                )
             }
             Err(e) => {
-                debug!(name = %qname, %qtype, error = %e, "upstream failed");
                 self.metrics
                     .upstream_errors
                     .with_label_values(&[e.reason()])
                     .inc();
-                (Reply::empty(ResponseCode::ServFail), Outcome::ServFail)
             }
+        }
+        result
+    }
+
+    /// The rewritten answer for a match. Local data that rewrites the name to another (an RPZ
+    /// CNAME such as a safe-search host or the national block page host) is resolved and
+    /// appended, so clients never get a bare CNAME.
+    #[allow(clippy::too_many_arguments)]
+    async fn rewrite(
+        &self,
+        snapshot: &Snapshot,
+        m: Match,
+        verdict: Verdict<'_>,
+        qname: &Name,
+        canonical: &QueryName,
+        qtype: RecordType,
+        qclass: DNSClass,
+    ) -> Reply {
+        if let Some(list) = snapshot.list(m) {
+            self.metrics.blocked_by(&list.name);
+        }
+        // The listed name is the matched suffix of the query; address triggers have none, and
+        // their negative answers carry the query name as the SOA owner.
+        let zone = match m.hit.suffix_len {
+            0 => qname.clone(),
+            len => {
+                let bytes = canonical.as_bytes();
+                let labels = bytes[bytes.len().saturating_sub(len)..]
+                    .iter()
+                    .filter(|&&b| b == b'.')
+                    .count()
+                    + 1;
+                qname.trim_to(labels)
+            }
+        };
+        let synthesized = answer::blocked(verdict, qname, qtype, &zone, &self.block);
+        let target = synthesized.cname_target.clone();
+        let mut reply = Reply::from(synthesized);
+        if let Some(target) = target {
+            let lower = LowerName::from(&target);
+            let resolved = match self.cache.get(&lower, qtype, qclass) {
+                Some(hit) => Ok(hit),
+                None => self.resolve(&lower, qtype, qclass).await,
+            };
+            match resolved {
+                Ok(a) => {
+                    reply.rcode = a.rcode;
+                    reply.answers.extend(a.answers);
+                    if reply.answers.len() == 1 {
+                        reply.authorities = a.authorities;
+                    }
+                }
+                Err(_) => reply = Reply::empty(ResponseCode::ServFail),
+            }
+        }
+        reply
+    }
+
+    fn report_logged(&self, snapshot: &Snapshot, logged: Option<Match>, qname: &Name) {
+        let Some(m) = logged else { return };
+        if let Some(list) = snapshot.list(m) {
+            self.metrics.log_only_match(&list.name);
+            info!(
+                list = %list.name,
+                line = m.hit.payload.line,
+                trigger = ?m.trigger,
+                name = %qname,
+                "log-only match (not applied)"
+            );
         }
     }
 }

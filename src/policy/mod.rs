@@ -15,8 +15,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use hickory_proto::rr::Name;
 
 use crate::config::{Action, GroupConfig, ListConfig, ListKind};
-use formats::Skipped;
-use groups::{GroupId, GroupMap};
+use formats::{Format, IpTrigger, RuleAction, Skipped};
+use groups::{GroupId, GroupMap, PrefixMap};
 use nameset::{Hit, NameSet, NameSetBuilder, Payload, PreparedName, Scope};
 
 /// How many skipped lines per list are kept for `lists check` and the log; the count is exact
@@ -28,6 +28,8 @@ const KEEP_SKIPPED: usize = 100;
 pub struct ListInfo {
     pub name: String,
     pub path: PathBuf,
+    /// As configured, or detected from the file.
+    pub format: Format,
     pub kind: ListKind,
     pub action: Action,
     pub exact: bool,
@@ -73,20 +75,59 @@ impl ListInfo {
 #[derive(Debug)]
 pub struct CompiledList {
     pub info: ListInfo,
-    /// Names this list blocks.
+    /// Names this list blocks (or, for RPZ, every QNAME trigger with its action).
     block: NameSet,
-    /// Names this list exempts (an allow list, or adblock `@@` exceptions).
+    /// Names this list exempts everywhere (an allow list, adblock `@@`, dnsmasq forwards).
     allow: NameSet,
+    /// Per-rule actions, indexed by `Payload::extra` (RPZ and dnsmasq rules carry their own).
+    actions: Vec<RuleAction>,
+    /// RPZ CLIENT-IP triggers: (action index, line).
+    client_ip: PrefixMap<(u32, u32)>,
+    /// RPZ RESPONSE-IP triggers: (action index, line).
+    response_ip: PrefixMap<(u32, u32)>,
+    /// Replaces every rule's action (`policy` in the config).
+    policy: Option<Action>,
+    log_only: bool,
+}
+
+/// Interns rule actions: the five fixed ones share their index, local data is appended (runs of
+/// identical local data, like an RPZ `name` / `*.name` pair, share one entry).
+struct ActionTable(Vec<RuleAction>);
+
+impl ActionTable {
+    fn new() -> Self {
+        Self(vec![
+            RuleAction::NxDomain,
+            RuleAction::NoData,
+            RuleAction::Passthru,
+            RuleAction::Drop,
+            RuleAction::TcpOnly,
+        ])
+    }
+
+    fn intern(&mut self, action: RuleAction) -> u32 {
+        if let Some(i) = self.0[..5].iter().position(|a| *a == action) {
+            return i as u32;
+        }
+        if self.0.len() > 5 && self.0.last() == Some(&action) {
+            return (self.0.len() - 1) as u32;
+        }
+        self.0.push(action);
+        (self.0.len() - 1) as u32
+    }
 }
 
 impl CompiledList {
-    /// Read, parse and compile one list. A file that cannot be read yields an empty list with
-    /// `info.error` set; the other lists are unaffected.
+    /// Read, parse and compile one list. A file that cannot be read, or is refused as a whole
+    /// (empty, HTML, not UTF-8), yields an empty list with `info.error` set; the other lists are
+    /// unaffected.
     pub fn load(list: &ListConfig) -> Self {
         let started = std::time::Instant::now();
+        let format = list.format.unwrap_or_else(|| detect_format(&list.path));
         let mut info = ListInfo {
             name: list.name.clone(),
             path: list.path.clone(),
+            format,
             kind: list.kind,
             action: list.action,
             exact: list.exact,
@@ -99,6 +140,11 @@ impl CompiledList {
             load_time: Duration::ZERO,
             bytes: 0,
         };
+        // RPZ zones are consulted in order and PASSTHRU only stops later zones, so their
+        // passthru rules stay in the ordered set with their action instead of becoming global
+        // allow rules.
+        let ordered = format == Format::Rpz;
+        let has_extra = matches!(format, Format::Rpz | Format::Dnsmasq);
         // Size the block set from the file's line count: one cheap pass over the file saves
         // growing a table of millions of slots (which briefly holds two copies).
         let (lines, bytes) = count_lines(&list.path).unwrap_or((0, 0));
@@ -107,8 +153,9 @@ impl CompiledList {
         } else {
             lines
         };
-        let mut block = NameSetBuilder::with_capacity(false, hint, bytes + 4 * hint);
-        let mut allow = NameSetBuilder::new(false);
+        let mut block = NameSetBuilder::with_capacity(has_extra, hint, bytes + 4 * hint);
+        let mut allow = NameSetBuilder::new(has_extra);
+        let mut actions = ActionTable::new();
         let mut entries = 0usize;
         let parsed = std::fs::File::open(&list.path)
             .map_err(|e| format!("cannot read {}: {e}", list.path.display()))
@@ -116,13 +163,10 @@ impl CompiledList {
                 // Rules go straight into the sets as they are parsed: only the compiled sets
                 // are ever held, never the file or a `Rule` per name.
                 let reader = std::io::BufReader::with_capacity(1 << 16, file);
-                formats::parse_reader(list.format, reader, |rule| {
+                formats::parse_reader(format, reader, |rule| {
                     entries += 1;
-                    let target = if rule.allow || list.kind == ListKind::Allow {
-                        &mut allow
-                    } else {
-                        &mut block
-                    };
+                    let global_allow = list.kind == ListKind::Allow || (rule.allow && !ordered);
+                    let target = if global_allow { &mut allow } else { &mut block };
                     let scope = if rule.subdomains_only {
                         Scope::Subdomains
                     } else if rule.exact || list.exact {
@@ -130,16 +174,29 @@ impl CompiledList {
                     } else {
                         Scope::Subtree
                     };
+                    let extra = match rule.action {
+                        Some(a) if has_extra => Some(actions.intern(a)),
+                        _ => None,
+                    };
                     let payload = Payload {
                         line: rule.line,
-                        extra: None,
+                        extra,
                     };
                     target.insert(rule.name.as_bytes(), scope, payload);
                 })
                 .map_err(|e| format!("{}: {e}", list.path.display()))
             });
+        let mut client_ip = PrefixMap::default();
+        let mut response_ip = PrefixMap::default();
         match parsed {
-            Ok(parsed) => {
+            Ok(mut parsed) => {
+                for r in std::mem::take(&mut parsed.ip_rules) {
+                    let value = (actions.intern(r.action), r.line);
+                    match r.kind {
+                        IpTrigger::ClientIp => client_ip.insert(r.net, value),
+                        IpTrigger::ResponseIp => response_ip.insert(r.net, value),
+                    };
+                }
                 info.entries = entries;
                 info.rejected = parsed.rejected().count();
                 info.unsupported = parsed.skipped.len() - info.rejected;
@@ -153,12 +210,35 @@ impl CompiledList {
                 allow = NameSetBuilder::new(false);
             }
         }
-        info.names = block.len() + allow.len();
+        info.names = block.len() + allow.len() + client_ip.len() + response_ip.len();
         let (block, allow) = (block.build(), allow.build());
         info.bytes = block.heap_bytes() + allow.heap_bytes();
         info.load_time = started.elapsed();
-        Self { info, block, allow }
+        Self {
+            info,
+            block,
+            allow,
+            actions: actions.0,
+            client_ip,
+            response_ip,
+            policy: list.policy,
+            log_only: list.log_only,
+        }
     }
+
+    /// Matches are counted and logged, not applied.
+    pub fn log_only(&self) -> bool {
+        self.log_only
+    }
+}
+
+/// The format of a list file that does not declare one, from its first 64 KiB.
+fn detect_format(path: &std::path::Path) -> Format {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let _ = std::fs::File::open(path).and_then(|f| f.take(1 << 16).read_to_end(&mut head));
+    let text = String::from_utf8_lossy(&head);
+    formats::detect(&text)
 }
 
 /// A client group as the query path needs it.
@@ -197,23 +277,88 @@ impl Default for Snapshot {
     }
 }
 
-/// A rule that matched: which list, and the rule's scope, line and matched suffix.
+/// What kind of trigger matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The query name (or a parent of it).
+    QName,
+    /// The client's address (RPZ CLIENT-IP).
+    ClientIp,
+    /// A CNAME target in the answer (CNAME cloaking), checked like a query name.
+    CnameTarget,
+    /// An address in the answer (RPZ RESPONSE-IP).
+    ResponseIp,
+}
+
+/// A rule that matched: which list, which trigger, and the rule's scope, line and matched
+/// suffix (for address triggers, `hit.suffix_len` is 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Match {
     /// Index into [`Snapshot::lists`].
     pub list: usize,
     pub hit: Hit,
+    pub trigger: Trigger,
 }
 
-/// The policy's verdict on one name.
+/// The policy's verdict on one question (or one answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// No rule applies.
     Pass,
     /// An allow rule applies (it wins over any block rule).
     Allowed(Match),
-    /// A block rule applies and no allow rule does: the first list (in order) that has one.
+    /// A rule says to rewrite the answer: the first list (in order) that has one.
     Blocked(Match),
+    /// An RPZ PASSTHRU rule applies: answer normally, consult no later list.
+    Passthru(Match),
+}
+
+/// A decision, plus the first match of a log-only list met on the way (reported, not applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evaluation {
+    pub decision: Decision,
+    pub logged: Option<Match>,
+}
+
+/// How to answer, after the list's policy, the rule's own action and the group's override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    BlockAddress,
+    NxDomain,
+    NoData,
+    Refused,
+    Drop,
+    TcpOnly,
+    Passthru,
+    /// Answer with these records (RPZ local data, a CNAME rewrite).
+    Local(&'a [hickory_proto::rr::RData]),
+}
+
+impl From<Action> for Verdict<'_> {
+    fn from(a: Action) -> Self {
+        match a {
+            Action::BlockAddress => Verdict::BlockAddress,
+            Action::NxDomain => Verdict::NxDomain,
+            Action::NoData => Verdict::NoData,
+            Action::Refused => Verdict::Refused,
+            Action::Drop => Verdict::Drop,
+            Action::TcpOnly => Verdict::TcpOnly,
+            Action::Passthru => Verdict::Passthru,
+        }
+    }
+}
+
+impl<'a> From<&'a RuleAction> for Verdict<'a> {
+    fn from(a: &'a RuleAction) -> Self {
+        match a {
+            RuleAction::NxDomain => Verdict::NxDomain,
+            RuleAction::NoData => Verdict::NoData,
+            RuleAction::Passthru => Verdict::Passthru,
+            RuleAction::Drop => Verdict::Drop,
+            RuleAction::TcpOnly => Verdict::TcpOnly,
+            RuleAction::LocalData(records) => Verdict::Local(records),
+        }
+    }
 }
 
 impl Snapshot {
@@ -299,51 +444,192 @@ impl Snapshot {
             .map_or(&[], |g| g.lists.as_slice())
     }
 
-    /// Decide for a name in canonical form (see [`QueryName`]) for a client group.
-    pub fn decide(&self, name: &[u8], group: GroupId) -> Decision {
-        self.decide_prepared(&self.prepare(name), group)
-    }
-
     /// Split a name for lookups, hashing only the suffixes some list can match.
     pub fn prepare<'a>(&self, name: &'a [u8]) -> PreparedName<'a> {
         PreparedName::with_mask(name, self.label_mask)
     }
 
-    /// Decide for a prepared name: any allow rule of the group's lists wins; else the first of
-    /// its lists with a block rule.
-    pub fn decide_prepared(&self, q: &PreparedName<'_>, group: GroupId) -> Decision {
-        for &list in self.group_lists(group) {
+    /// Decide for a name in canonical form (see [`QueryName`]) for a client group.
+    pub fn decide(&self, name: &[u8], group: GroupId) -> Decision {
+        self.evaluate(&self.prepare(name), None, group).decision
+    }
+
+    /// The question phase: any allow rule of the group's lists wins; otherwise the lists are
+    /// consulted in order and the first with a matching trigger decides (within a list a
+    /// CLIENT-IP trigger comes before a QNAME trigger, as in the RPZ specification). Matches of
+    /// log-only lists are reported in `logged` and evaluation goes on.
+    pub fn evaluate(
+        &self,
+        q: &PreparedName<'_>,
+        client: Option<std::net::IpAddr>,
+        group: GroupId,
+    ) -> Evaluation {
+        let lists = self.group_lists(group);
+        for &list in lists {
             if let Some(hit) = self.lists[list].allow.lookup(q) {
-                return Decision::Allowed(Match { list, hit });
+                let m = Match {
+                    list,
+                    hit,
+                    trigger: Trigger::QName,
+                };
+                return Evaluation {
+                    decision: Decision::Allowed(m),
+                    logged: None,
+                };
             }
         }
-        match self.block_match_prepared(q, group) {
-            Some(m) => Decision::Blocked(m),
-            None => Decision::Pass,
+        let mut logged = None;
+        for &list in lists {
+            let l = &self.lists[list];
+            let by_client = client
+                .and_then(|ip| l.client_ip.get(ip))
+                .map(|&(action, line)| Match {
+                    list,
+                    hit: address_hit(action, line),
+                    trigger: Trigger::ClientIp,
+                });
+            let found = by_client.or_else(|| {
+                l.block.lookup(q).map(|hit| Match {
+                    list,
+                    hit,
+                    trigger: Trigger::QName,
+                })
+            });
+            if let Some(m) = found {
+                if l.log_only {
+                    logged = logged.or(Some(m));
+                    continue;
+                }
+                return Evaluation {
+                    decision: self.classify(m, group),
+                    logged,
+                };
+            }
+        }
+        Evaluation {
+            decision: Decision::Pass,
+            logged,
+        }
+    }
+
+    /// The answer phase, for a question that passed: every CNAME target in the answer is checked
+    /// like a query name, every A/AAAA address against RESPONSE-IP triggers; lists in order, the
+    /// first with a match decides.
+    pub fn evaluate_answer(
+        &self,
+        answers: &[hickory_proto::rr::Record],
+        group: GroupId,
+    ) -> Evaluation {
+        use hickory_proto::rr::RData;
+        let mut logged = None;
+        for &list in self.group_lists(group) {
+            let l = &self.lists[list];
+            let mut found = None;
+            for r in answers {
+                found = match &r.data {
+                    RData::CNAME(target) if !l.block.is_empty() => {
+                        let canonical = QueryName::new(&target.0);
+                        let q = self.prepare(canonical.as_bytes());
+                        l.block.lookup(&q).map(|hit| Match {
+                            list,
+                            hit,
+                            trigger: Trigger::CnameTarget,
+                        })
+                    }
+                    RData::A(a) if !l.response_ip.is_empty() => l
+                        .response_ip
+                        .get(std::net::IpAddr::V4(a.0))
+                        .map(|&(action, line)| Match {
+                            list,
+                            hit: address_hit(action, line),
+                            trigger: Trigger::ResponseIp,
+                        }),
+                    RData::AAAA(a) if !l.response_ip.is_empty() => l
+                        .response_ip
+                        .get(std::net::IpAddr::V6(a.0))
+                        .map(|&(action, line)| Match {
+                            list,
+                            hit: address_hit(action, line),
+                            trigger: Trigger::ResponseIp,
+                        }),
+                    _ => None,
+                };
+                if found.is_some() {
+                    break;
+                }
+            }
+            if let Some(m) = found {
+                if l.log_only {
+                    logged = logged.or(Some(m));
+                    continue;
+                }
+                return Evaluation {
+                    decision: self.classify(m, group),
+                    logged,
+                };
+            }
+        }
+        Evaluation {
+            decision: Decision::Pass,
+            logged,
+        }
+    }
+
+    fn classify(&self, m: Match, group: GroupId) -> Decision {
+        match self.verdict(m, group) {
+            Verdict::Passthru => Decision::Passthru(m),
+            _ => Decision::Blocked(m),
+        }
+    }
+
+    /// How to answer for a match: the list's `policy` if set, else the rule's own action, else
+    /// the list's `action`; a group's `action` then replaces anything but PASSTHRU.
+    pub fn verdict(&self, m: Match, group: GroupId) -> Verdict<'_> {
+        let Some(l) = self.lists.get(m.list) else {
+            return Verdict::BlockAddress;
+        };
+        let own = m
+            .hit
+            .payload
+            .extra
+            .and_then(|i| l.actions.get(i as usize))
+            .map(Verdict::from);
+        let base = l
+            .policy
+            .map(Verdict::from)
+            .or(own)
+            .unwrap_or(Verdict::from(l.info.action));
+        if base == Verdict::Passthru {
+            return base;
+        }
+        match self.groups.get(group).and_then(|g| g.action) {
+            Some(a) => Verdict::from(a),
+            None => base,
         }
     }
 
     /// The block rule a name would hit if no allow rule applied (for explanations).
     pub fn block_match(&self, name: &[u8], group: GroupId) -> Option<Match> {
-        self.block_match_prepared(&self.prepare(name), group)
-    }
-
-    fn block_match_prepared(&self, q: &PreparedName<'_>, group: GroupId) -> Option<Match> {
+        let q = self.prepare(name);
         self.group_lists(group).iter().find_map(|&list| {
-            self.lists[list]
-                .block
-                .lookup(q)
-                .map(|hit| Match { list, hit })
+            self.lists[list].block.lookup(&q).map(|hit| Match {
+                list,
+                hit,
+                trigger: Trigger::QName,
+            })
         })
     }
+}
 
-    /// The answer for a block: the group's override, else the list's action.
-    pub fn action(&self, m: Match, group: GroupId) -> Action {
-        self.groups
-            .get(group)
-            .and_then(|g| g.action)
-            .or_else(|| self.list(m).map(|l| l.action))
-            .unwrap_or(Action::BlockAddress)
+/// The `Hit` of an address trigger: no name, exact scope, the trigger's action and line.
+fn address_hit(action: u32, line: u32) -> Hit {
+    Hit {
+        scope: Scope::Exact,
+        payload: Payload {
+            line,
+            extra: Some(action),
+        },
+        suffix_len: 0,
     }
 }
 
@@ -411,14 +697,7 @@ mod tests {
     ) -> ListConfig {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
-        ListConfig {
-            name: name.into(),
-            path,
-            format,
-            kind: ListKind::Block,
-            exact: false,
-            action: Action::BlockAddress,
-        }
+        ListConfig::block(name, path, Some(format))
     }
 
     #[test]
