@@ -7,3 +7,4 @@ mod cli;
 mod lists_stats;
 mod metrics;
 mod resolve;
+mod rpz;

@@ -186,6 +186,21 @@ impl Hierarchy {
                     300,
                     RData::MX(MX::new(10, name("mail.corp.test."))),
                 ),
+                // For the response-policy tests.
+                a("ip31.corp.test.", Ipv4Addr::new(192, 0, 2, 31)),
+                rec(
+                    "cloak.corp.test.",
+                    300,
+                    RData::CNAME(CNAME(name("ads.corp.test."))),
+                ),
+                a("pass.corp.test.", Ipv4Addr::new(192, 0, 2, 50)),
+                a("prec.corp.test.", Ipv4Addr::new(192, 0, 2, 51)),
+                a("logged.corp.test.", Ipv4Addr::new(192, 0, 2, 52)),
+                a("wild.corp.test.", Ipv4Addr::new(192, 0, 2, 53)),
+                a("x.wild.corp.test.", Ipv4Addr::new(192, 0, 2, 54)),
+                a("over.corp.test.", Ipv4Addr::new(192, 0, 2, 55)),
+                a("tcp.corp.test.", Ipv4Addr::new(192, 0, 2, 56)),
+                a("drop.corp.test.", Ipv4Addr::new(192, 0, 2, 57)),
             ]
             .into_iter()
             // 60 addresses: about 1 KB, more than fits in a 512-byte UDP answer.
