@@ -3,8 +3,9 @@
 //! wildcard, adblock, rpz, dnsmasq) it reads the bytes through `formats::parse_bytes`, computes
 //! [`ListStats`], and compares the distinct names and distinct IP literals with the figures of
 //! the independent reference counter (`reference-counts.json`, SOURCES.md §2); "distinct" is
-//! defined per format in `policy::stats`. It also shows what `formats::detect` guesses for each
-//! file, and the parse time (best of several runs).
+//! defined per format in `policy::stats`. It also reads each file through the streaming
+//! `formats::parse_reader` and requires the same rules and skipped lines, shows what
+//! `formats::detect` guesses for each file, and the parse time (best of several runs).
 //!
 //! Usage: `cargo bench --bench real_lists_check -- <shared> [<names-dir>]`
 //! where `<shared>` is the folder holding `lists/real`, and the optional `<names-dir>` is the
@@ -137,6 +138,11 @@ fn main() -> ExitCode {
                 *entry = (key.clone(), bytes.len(), elapsed);
             }
             let stats = ListStats::new(format, &parsed);
+            let streamed_same = streams_the_same(format, &bytes, &parsed);
+            if !streamed_same {
+                println!("{key:<52} parse_reader DIFFERS from parse_bytes");
+                all_match = false;
+            }
             if key == SYNTHETIC_SOURCE {
                 synthetic_names = parsed.rules.iter().map(|r| r.name.clone()).collect();
             }
@@ -234,6 +240,23 @@ fn parse_timed(format: Format, bytes: &[u8]) -> Result<(ParsedList, Duration), f
     Ok((parsed, best))
 }
 
+/// Whether the streaming reader gives exactly the rules and skipped lines of `parsed`.
+fn streams_the_same(format: Format, bytes: &[u8], parsed: &ParsedList) -> bool {
+    let mut rules = Vec::with_capacity(parsed.rules.len());
+    let reader = std::io::BufReader::new(bytes);
+    match formats::parse_reader(format, reader, |rule| rules.push(rule)) {
+        Ok(streamed) => {
+            rules == parsed.rules
+                && streamed.skipped == parsed.skipped
+                && streamed.ip_rules == parsed.ip_rules
+                && streamed.ip_literals == parsed.ip_literals
+                && streamed.lines == parsed.lines
+                && streamed.serial == parsed.serial
+        }
+        Err(_) => false,
+    }
+}
+
 /// Parses the synthetic RPZ zone and CSV feed built from `names` and checks that the distinct
 /// names survive the round trip. Their timings join the per-format table.
 fn check_synthetic(
@@ -269,7 +292,9 @@ fn check_synthetic(
         };
         let stats = ListStats::new(format, &parsed);
         let ours = stats::distinct_names(format, &parsed);
-        let same = ours == distinct && parsed.skipped.is_empty();
+        let same = ours == distinct
+            && parsed.skipped.is_empty()
+            && streams_the_same(format, text.as_bytes(), &parsed);
         ok &= same;
         println!(
             "{label:<52} {:>7} {:>7} {:>7} {:>7} {:>47} {:>4} {:>8.2}",

@@ -12,7 +12,7 @@
 
 use std::{borrow::Cow, sync::Arc};
 
-use super::{ParsedList, Provenance, Shape, SkipReason, numbered_lines};
+use super::{ParsedList, Provenance, Shape, SkipReason};
 use crate::policy::name;
 
 /// Where each known column is in a row.
@@ -24,96 +24,142 @@ struct Columns {
     added: Option<usize>,
 }
 
-/// Reads the whole feed (BOM already removed).
-pub(super) fn parse_text(text: &str, list: &mut ParsedList) {
-    // `None` before the header; `Some(None)` after a header without a `domain` column.
-    let mut columns: Option<Option<Columns>> = None;
-    let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(8);
-    let mut last: Option<Arc<Provenance>> = None;
-    for (line, raw) in numbered_lines(text) {
-        list.lines = line;
+/// The state of a feed being read line by line.
+#[derive(Debug, Default)]
+pub(super) struct Feed {
+    /// `None` before the header; `Some(None)` after a header without a `domain` column.
+    columns: Option<Option<Columns>>,
+    /// The provenance of the last row, shared by the next rows while they say the same.
+    last: Option<Arc<Provenance>>,
+}
+
+impl Feed {
+    /// `raw` is one line without its line ending (BOM already removed from the first).
+    pub(super) fn line(&mut self, raw: &str, line: u32, list: &mut ParsedList) {
         let trimmed = raw.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
+            return;
         }
-        fields.clear();
-        if let Err(why) = split_fields(trimmed, &mut fields) {
-            list.skip(line, SkipReason::Malformed(why.into()), trimmed);
-            continue;
-        }
-        let Some(header) = columns else {
-            let found = header_columns(&fields);
-            if found.is_none() {
+        let Some(header) = self.columns else {
+            let mut found = Header::default();
+            if let Err(why) = for_each_field(trimmed, |i, field| found.see(i, &field)) {
+                list.skip(line, SkipReason::Malformed(why.into()), trimmed);
+                return;
+            }
+            let columns = found.columns();
+            if columns.is_none() {
                 let why = "the header line names no `domain` column (expected e.g. \
                            `domain,category,reference,added`)";
                 list.skip(line, SkipReason::Malformed(why.into()), trimmed);
             }
-            columns = Some(found);
-            continue;
+            self.columns = Some(columns);
+            return;
         };
         let Some(header) = header else {
             let why = "row under a header without a `domain` column";
             list.skip(line, SkipReason::Malformed(why.into()), trimmed);
-            continue;
+            return;
         };
-        let Some(domain) = fields.get(header.domain) else {
+        let (mut domain, mut category, mut reference, mut added) = (None, None, None, None);
+        let split = for_each_field(trimmed, |i, field| {
+            let slot = if i == header.domain {
+                &mut domain
+            } else if Some(i) == header.category {
+                &mut category
+            } else if Some(i) == header.reference {
+                &mut reference
+            } else if Some(i) == header.added {
+                &mut added
+            } else {
+                return;
+            };
+            *slot = Some(field);
+        });
+        if let Err(why) = split {
+            list.skip(line, SkipReason::Malformed(why.into()), trimmed);
+            return;
+        }
+        let Some(domain) = domain else {
             let why = "the row has no field in the `domain` column";
             list.skip(line, SkipReason::Malformed(why.into()), trimmed);
-            continue;
+            return;
         };
-        let field = |index: Option<usize>| {
-            index
-                .and_then(|i| fields.get(i))
-                .map(|f| f.as_ref())
+        let filled = |field: &Option<Cow<'_, str>>| {
+            field
+                .as_deref()
                 .filter(|f| !f.is_empty())
+                .map(ToOwned::to_owned)
         };
-        let (category, reference, added) = (
-            field(header.category),
-            field(header.reference),
-            field(header.added),
-        );
+        let (category, reference, added) = (filled(&category), filled(&reference), filled(&added));
         let provenance = if category.is_none() && reference.is_none() && added.is_none() {
             None
-        } else if let Some(same) = last.as_ref().filter(|p| {
-            p.category.as_deref() == category
-                && p.reference.as_deref() == reference
-                && p.added.as_deref() == added
+        } else if let Some(same) = self.last.as_ref().filter(|p| {
+            p.category.as_deref() == category.as_deref()
+                && p.reference.as_deref() == reference.as_deref()
+                && p.added.as_deref() == added.as_deref()
         }) {
             Some(Arc::clone(same))
         } else {
             let fresh = Arc::new(Provenance {
-                category: category.map(str::to_owned),
-                reference: reference.map(str::to_owned),
-                added: added.map(str::to_owned),
+                category,
+                reference,
+                added,
             });
-            last = Some(Arc::clone(&fresh));
+            self.last = Some(Arc::clone(&fresh));
             Some(fresh)
         };
         let shape = Shape {
             provenance,
             ..Shape::default()
         };
-        list.add(domain, name::normalize, line, shape, trimmed);
+        list.add(&domain, name::normalize, line, shape, trimmed);
     }
 }
 
-/// The known columns of a header row, if it names `domain`.
-fn header_columns(fields: &[Cow<'_, str>]) -> Option<Columns> {
-    let find = |wanted: &str| fields.iter().position(|f| f.eq_ignore_ascii_case(wanted));
-    Some(Columns {
-        domain: find("domain")?,
-        category: find("category"),
-        reference: find("reference"),
-        added: find("added"),
-    })
+/// Column positions found in a header row so far.
+#[derive(Debug, Default)]
+struct Header {
+    domain: Option<usize>,
+    category: Option<usize>,
+    reference: Option<usize>,
+    added: Option<usize>,
 }
 
-/// Splits one line into fields (RFC 4180, without line breaks inside quotes). Fields borrow
-/// from the line unless a doubled quote has to be undone.
-fn split_fields<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) -> Result<(), &'static str> {
+impl Header {
+    /// The first column of each name counts.
+    fn see(&mut self, index: usize, field: &str) {
+        for (name, slot) in [
+            ("domain", &mut self.domain),
+            ("category", &mut self.category),
+            ("reference", &mut self.reference),
+            ("added", &mut self.added),
+        ] {
+            if slot.is_none() && field.eq_ignore_ascii_case(name) {
+                *slot = Some(index);
+            }
+        }
+    }
+
+    fn columns(&self) -> Option<Columns> {
+        Some(Columns {
+            domain: self.domain?,
+            category: self.category,
+            reference: self.reference,
+            added: self.added,
+        })
+    }
+}
+
+/// Calls `field` with the index and text of each field of one line (RFC 4180, without line
+/// breaks inside quotes). Fields borrow from the line unless a doubled quote has to be undone.
+fn for_each_field<'a>(
+    line: &'a str,
+    mut field: impl FnMut(usize, Cow<'a, str>),
+) -> Result<(), &'static str> {
     let bytes = line.as_bytes();
     let is_blank = |b: &u8| *b == b' ' || *b == b'\t';
     let mut i = 0;
+    let mut index = 0;
     loop {
         while bytes.get(i).is_some_and(is_blank) {
             i += 1;
@@ -138,13 +184,16 @@ fn split_fields<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) -> Result<(), &'
             }
             // Every index here is at an ASCII quote or just after one: a character boundary.
             let tail = line.get(piece_start..i).unwrap_or_default();
-            out.push(match unescaped {
-                Some(mut text) => {
-                    text.push_str(tail);
-                    Cow::Owned(text)
-                }
-                None => Cow::Borrowed(tail),
-            });
+            field(
+                index,
+                match unescaped {
+                    Some(mut text) => {
+                        text.push_str(tail);
+                        Cow::Owned(text)
+                    }
+                    None => Cow::Borrowed(tail),
+                },
+            );
             i += 1;
             while bytes.get(i).is_some_and(is_blank) {
                 i += 1;
@@ -159,28 +208,34 @@ fn split_fields<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) -> Result<(), &'
                 .get(i..)
                 .and_then(|rest| rest.iter().position(|&b| b == b','))
                 .map_or(bytes.len(), |p| i + p);
-            out.push(Cow::Borrowed(line.get(i..end).unwrap_or_default().trim()));
+            field(
+                index,
+                Cow::Borrowed(line.get(i..end).unwrap_or_default().trim()),
+            );
             if end >= bytes.len() {
                 return Ok(());
             }
             i = end + 1;
         }
+        index += 1;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
     use std::sync::Arc;
 
-    use super::split_fields;
+    use super::for_each_field;
     use crate::policy::formats::{Format, ParsedList, Provenance, SkipReason, parse};
     use crate::policy::name::NameError;
 
     fn fields(line: &str) -> Result<Vec<String>, &'static str> {
         let mut out = Vec::new();
-        split_fields(line, &mut out)?;
-        Ok(out.into_iter().map(Cow::into_owned).collect())
+        for_each_field(line, |index, field| {
+            assert_eq!(index, out.len());
+            out.push(field.into_owned());
+        })?;
+        Ok(out)
     }
 
     fn provenance(c: Option<&str>, r: Option<&str>, a: Option<&str>) -> Provenance {

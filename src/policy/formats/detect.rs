@@ -1,6 +1,7 @@
 //! Guessing a list's format from its first lines, for `rampart lists stats FILE` without
-//! `--format` and for operators who are not sure what a feed is. A configuration always names
-//! the format; nothing on the query path guesses.
+//! `--format` and for configured lists that name no format (once, when the list is loaded;
+//! nothing on the query path guesses). Naming the format is still better: a guess can only
+//! look at how lines are written, not at what the author meant.
 //!
 //! The heuristics, in order:
 //! 1. A first line `[Adblock Plus …]`, `[AdGuard …]` or `[uBlock …]` means adblock.

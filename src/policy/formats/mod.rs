@@ -199,6 +199,21 @@ struct Shape {
     provenance: Option<Arc<Provenance>>,
 }
 
+impl Shape {
+    fn into_rule(self, name: String, line: u32) -> Rule {
+        Rule {
+            name,
+            line,
+            allow: self.allow,
+            exact: self.exact,
+            subdomains_only: self.subdomains_only,
+            important: self.important,
+            action: self.action,
+            provenance: self.provenance,
+        }
+    }
+}
+
 /// Why a line was not turned into a rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SkipReason {
@@ -305,16 +320,7 @@ impl ParsedList {
     }
 
     fn push(&mut self, name: String, line: u32, shape: Shape) {
-        self.rules.push(Rule {
-            name,
-            line,
-            allow: shape.allow,
-            exact: shape.exact,
-            subdomains_only: shape.subdomains_only,
-            important: shape.important,
-            action: shape.action,
-            provenance: shape.provenance,
-        });
+        self.rules.push(shape.into_rule(name, line));
     }
 
     /// Records an invalid name, and the address when the "name" was an IP literal.
@@ -406,45 +412,68 @@ pub fn parse(format: Format, text: &str) -> ParsedList {
 
 /// Parse a whole list, handing each rule to `on_rule` as soon as its line is read instead of
 /// collecting them: compiling a 10M-name list then never holds 10M `Rule`s at once. The returned
-/// `ParsedList` has no rules, only the skipped lines and counts.
+/// `ParsedList` has no rules, only the skipped lines, counts and the other per-list results
+/// (IP rules, the SOA serial).
 pub fn parse_with(format: Format, text: &str, mut on_rule: impl FnMut(Rule)) -> ParsedList {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut list = ParsedList::default();
-    let Some(parse_line) = line_parser(format) else {
-        // A zone record or a CSV row depends on earlier lines ($ORIGIN, the previous owner,
-        // parentheses; the header): these formats parse the whole text at once.
-        match format {
-            Format::Rpz => rpz::parse_text(text, &mut list),
-            _ => csv::parse_text(text, &mut list),
-        }
+    let mut parser = LineParser::new(format);
+    for (line, raw) in numbered_lines(text) {
+        list.lines = line;
+        parser.line(raw, line, &mut list);
         for rule in list.rules.drain(..) {
             on_rule(rule);
         }
-        return list;
-    };
-    for (line, raw) in numbered_lines(text) {
-        list.lines = line;
-        let trimmed = raw.trim();
-        if !trimmed.is_empty() {
-            parse_line(trimmed, line, &mut list);
-            for rule in list.rules.drain(..) {
-                on_rule(rule);
-            }
-        }
+    }
+    parser.finish(&mut list);
+    for rule in list.rules.drain(..) {
+        on_rule(rule);
     }
     list
 }
 
-/// The parser of one trimmed, non-empty line of a format; `None` for formats whose lines
-/// depend on earlier ones (RPZ, CSV), which parse whole texts.
-fn line_parser(format: Format) -> Option<fn(&str, u32, &mut ParsedList)> {
-    match format {
-        Format::Plain => Some(plain::parse_line),
-        Format::Hosts => Some(hosts::parse_line),
-        Format::Adblock => Some(adblock::parse_line),
-        Format::Wildcard => Some(wildcard::parse_line),
-        Format::Dnsmasq => Some(dnsmasq::parse_line),
-        Format::Rpz | Format::Csv => None,
+/// Reads a list one line at a time. The line-based syntaxes look at one trimmed line alone; an
+/// RPZ record or a CSV row depends on earlier lines ($ORIGIN, the previous owner, an open
+/// parenthesis; the header), so those parsers keep state between lines.
+enum LineParser {
+    Line(fn(&str, u32, &mut ParsedList)),
+    Rpz(Box<rpz::Zone>),
+    Csv(csv::Feed),
+}
+
+impl LineParser {
+    fn new(format: Format) -> Self {
+        match format {
+            Format::Plain => Self::Line(plain::parse_line),
+            Format::Hosts => Self::Line(hosts::parse_line),
+            Format::Adblock => Self::Line(adblock::parse_line),
+            Format::Wildcard => Self::Line(wildcard::parse_line),
+            Format::Dnsmasq => Self::Line(dnsmasq::parse_line),
+            Format::Rpz => Self::Rpz(Box::default()),
+            Format::Csv => Self::Csv(csv::Feed::default()),
+        }
+    }
+
+    /// `raw` is one line without its line ending, blank or not, leading space kept (a zone file
+    /// gives it a meaning).
+    fn line(&mut self, raw: &str, line: u32, list: &mut ParsedList) {
+        match self {
+            Self::Line(parse_line) => {
+                let trimmed = raw.trim();
+                if !trimmed.is_empty() {
+                    parse_line(trimmed, line, list);
+                }
+            }
+            Self::Rpz(zone) => zone.line(raw, line, list),
+            Self::Csv(feed) => feed.line(raw, line, list),
+        }
+    }
+
+    /// After the last line: reports what is still open and hands over rules held back.
+    fn finish(self, list: &mut ParsedList) {
+        if let Self::Rpz(zone) = self {
+            zone.finish(list);
+        }
     }
 }
 
@@ -475,13 +504,7 @@ pub fn parse_reader(
             return Err(ListError::Html.into());
         }
     }
-    let Some(parse_line) = line_parser(format) else {
-        // Whole-text formats: read it all, then parse (the checks apply to the whole file).
-        let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes)?;
-        let text = check_bytes(&bytes)?;
-        return Ok(parse_with(format, text, on_rule));
-    };
+    let mut parser = LineParser::new(format);
     let mut list = ParsedList::default();
     let mut buf = Vec::with_capacity(256);
     let mut offset = 0usize;
@@ -504,18 +527,23 @@ pub fn parse_reader(
         })?;
         offset += n;
         list.lines = line;
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            continue;
-        }
-        blank = false;
-        parse_line(trimmed, line, &mut list);
+        // The same line ending rules as `str::lines`: `\n`, or `\r\n`.
+        let raw = match text.strip_suffix('\n') {
+            Some(body) => body.strip_suffix('\r').unwrap_or(body),
+            None => text,
+        };
+        blank &= raw.trim().is_empty();
+        parser.line(raw, line, &mut list);
         for rule in list.rules.drain(..) {
             on_rule(rule);
         }
     }
     if blank {
         return Err(ListError::Empty.into());
+    }
+    parser.finish(&mut list);
+    for rule in list.rules.drain(..) {
+        on_rule(rule);
     }
     Ok(list)
 }
@@ -763,6 +791,65 @@ mod tests {
         // A BOM is fine, and counts in the offset.
         let list = parse_bytes(Format::Plain, b"\xef\xbb\xbfa.com\n").map(|l| l.rules.len());
         assert_eq!(list, Ok(1));
+    }
+
+    /// Streaming from a reader (small buffer, so lines arrive in pieces) and parsing a whole
+    /// text must agree in every format, including RPZ records across lines and merged local
+    /// data, CSV headers, BOM and `\r\n`.
+    #[test]
+    fn reader_and_text_agree_in_every_format() {
+        let samples = [
+            (
+                Format::Plain,
+                "\u{feff}# c\r\na.example\r\nb..example\r\n1.2.3.4\r\nc.example",
+            ),
+            (
+                Format::Hosts,
+                "127.0.0.1 localhost\n0.0.0.0 a.example b.example\n:: 1.2.3.4\nx y\n",
+            ),
+            (
+                Format::Adblock,
+                "[Adblock Plus]\n||a.example^\n@@|b.example^|\n||c.example^$important\n##.ad\n",
+            ),
+            (
+                Format::Wildcard,
+                "*.a.example\nb.example\n*.1.0.209.238\nc.*.example\n",
+            ),
+            (
+                Format::Dnsmasq,
+                "server=/a.example/\nserver=/b.example/89.233.43.71\nserver=/104.160.10.0/24\n\
+                 address=/c.example/192.0.2.1\n",
+            ),
+            (
+                Format::Rpz,
+                "\u{feff}; zone\r\n$TTL 30\r\n@ IN SOA ns. h. (\r\n 7 ; serial\r\n 1 1 1 1 )\r\n \
+                 NS ns.\r\na.example CNAME .\r\n*.a.example CNAME .\r\npage.example A 192.0.2.1\r\n  \
+                 AAAA 2001:db8::1\r\ntxt.example TXT ( \"x ; y\"\r\n \"z\" )\r\n\
+                 24.0.2.0.192.rpz-ip CNAME .\r\n  CNAME rpz-drop.\r\nvg.no.* CNAME .\r\n\
+                 1.14.61.188 CNAME .\r\nopen.example CNAME (",
+            ),
+            (
+                Format::Csv,
+                "# c\r\ndomain,category,reference\r\na.example,x,\"r, 1\"\r\nb.example,x,\"r, 1\"\r\n,y\r\n\
+                 \"open\r\nc.example",
+            ),
+        ];
+        for (format, text) in samples {
+            let whole = parse(format, text);
+            let mut rules = Vec::new();
+            let reader = std::io::BufReader::with_capacity(5, text.as_bytes());
+            let streamed = parse_reader(format, reader, |rule| rules.push(rule));
+            let Ok(streamed) = streamed else {
+                panic!("{format}: {streamed:?}");
+            };
+            assert!(!whole.rules.is_empty(), "{format}");
+            assert_eq!(rules, whole.rules, "{format}");
+            assert_eq!(streamed.skipped, whole.skipped, "{format}");
+            assert_eq!(streamed.ip_rules, whole.ip_rules, "{format}");
+            assert_eq!(streamed.ip_literals, whole.ip_literals, "{format}");
+            assert_eq!(streamed.serial, whole.serial, "{format}");
+            assert_eq!(streamed.lines, whole.lines, "{format}");
+        }
     }
 
     #[test]

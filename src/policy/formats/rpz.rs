@@ -28,6 +28,9 @@
 //! CNAME a rewrite to that name, and any other type local data, parsed by hickory. Adjacent
 //! records of one owner (`x A …` then `x AAAA …`) become one rule with all their data; the
 //! compiler merges owners whose records are not adjacent.
+//!
+//! The zone is read one line at a time ([`Zone::line`]), so a zone can be streamed from a file;
+//! the one rule that may still gain data is held back until the next record.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -39,60 +42,66 @@ use hickory_proto::rr::{
 };
 use ipnet::IpNet;
 
-use super::{IpRule, IpTrigger, ParsedList, RuleAction, Shape, SkipReason, numbered_lines};
+use super::{IpRule, IpTrigger, ParsedList, Rule, RuleAction, Shape, SkipReason, clip};
 use crate::policy::name::{self, NameError};
 
-/// Reads the whole zone text (BOM already removed).
-pub(super) fn parse_text(text: &str, list: &mut ParsedList) {
-    let mut zone = Zone::default();
-    let mut tokens: Vec<&str> = Vec::with_capacity(16);
-    // The record being collected: its first line, whether that line started with blank space,
-    // the open parentheses, and a syntax error found on one of its lines.
-    let mut start: Option<(u32, &str, bool)> = None;
-    let mut depth = 0u32;
-    let mut broken: Option<&'static str> = None;
-    for (line, raw) in numbered_lines(text) {
-        list.lines = line;
-        let before = tokens.len();
-        if let Err(why) = tokenize(raw, &mut tokens, &mut depth) {
-            broken.get_or_insert(why);
+/// Records with more words than this (long TXT data) keep their words on the heap.
+const STACK_TOKENS: usize = 16;
+
+/// The words of one record; on the stack for the usual record.
+struct Tokens<'a> {
+    fixed: [&'a str; STACK_TOKENS],
+    len: usize,
+    spill: Vec<&'a str>,
+}
+
+impl<'a> Tokens<'a> {
+    fn new() -> Self {
+        Self {
+            fixed: [""; STACK_TOKENS],
+            len: 0,
+            spill: Vec::new(),
         }
-        if start.is_none() && (tokens.len() > before || depth > 0 || broken.is_some()) {
-            let blank_start = raw.starts_with([' ', '\t']);
-            start = Some((line, raw.trim(), blank_start));
-        }
-        if depth > 0 {
-            continue;
-        }
-        if let Some((line, first, blank_start)) = start.take() {
-            match broken.take() {
-                Some(why) => list.skip(line, SkipReason::Malformed(why.into()), first),
-                None => zone.record(&tokens, line, blank_start, first, list),
-            }
-        }
-        tokens.clear();
     }
-    if let Some((line, first, _)) = start {
-        list.skip(
-            line,
-            SkipReason::Malformed("'(' not closed before the end of the file".into()),
-            first,
-        );
+
+    fn push(&mut self, token: &'a str) {
+        if self.spill.is_empty() {
+            if let Some(slot) = self.fixed.get_mut(self.len) {
+                *slot = token;
+                self.len += 1;
+                return;
+            }
+            self.spill.extend_from_slice(&self.fixed);
+        }
+        self.spill.push(token);
+    }
+
+    fn as_slice(&self) -> &[&'a str] {
+        if self.spill.is_empty() {
+            self.fixed.get(..self.len).unwrap_or_default()
+        } else {
+            &self.spill
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
 /// Appends the words of one line to `tokens`, up to a `;` comment. Parentheses only group
 /// lines (`depth` carries across lines); a quoted string is one token, quotes included, so
 /// the record data can be handed to hickory as written.
-fn tokenize<'t>(
-    line: &'t str,
-    tokens: &mut Vec<&'t str>,
+fn tokenize<'a>(
+    line: &'a str,
     depth: &mut u32,
+    tokens: &mut Tokens<'a>,
 ) -> Result<(), &'static str> {
     let bytes = line.as_bytes();
     let mut i = 0;
     let mut result = Ok(());
-    // Every index pushed is at an ASCII byte or the end, so `get` always succeeds.
+    // Every index pushed is at an ASCII byte, a character boundary or the end, so `get`
+    // always succeeds.
     let mut push = |from: usize, to: usize| {
         if let Some(token) = line.get(from..to).filter(|t| !t.is_empty()) {
             tokens.push(token);
@@ -165,20 +174,39 @@ struct Origin {
 
 /// An owner name after `@`, the origin and the trailing dot are resolved.
 #[derive(Debug, Clone)]
-struct Owner<'t> {
+struct Owner<'a> {
     /// As written (case kept), no trailing dot.
-    name: Cow<'t, str>,
+    name: Cow<'a, str>,
     absolute: bool,
 }
 
+/// A record continued over lines by `(`: its words so far, each followed by `\n` (no word
+/// holds one), so nothing borrows from lines already read.
+#[derive(Debug)]
+struct OpenRecord {
+    line: u32,
+    text: String,
+    blank_start: bool,
+    words: String,
+    broken: Option<&'static str>,
+}
+
+/// The state of a zone being read line by line.
 #[derive(Debug, Default)]
-struct Zone<'t> {
+pub(super) struct Zone {
     /// `None`: the zone's apex itself, name unknown.
     origin: Option<Origin>,
     /// The zone's name, lower-case without the dot, once known ("" for the root).
     apex: Option<String>,
-    last_owner: Option<Owner<'t>>,
+    /// The last record's owner (as written, no trailing dot) and whether it is absolute; the
+    /// buffer is reused from record to record.
+    last_owner: Option<(String, bool)>,
     soa_seen: bool,
+    /// Parentheses open at the end of the last line.
+    depth: u32,
+    open: Option<OpenRecord>,
+    /// The last QNAME rule, held back until the next record shows whether it adds data to it.
+    pending: Option<Rule>,
 }
 
 /// What the owner of a record is, relative to the apex.
@@ -189,10 +217,79 @@ enum Trigger<'o> {
     Unsupported(&'static str),
 }
 
-impl<'t> Zone<'t> {
+impl Zone {
+    /// `raw` is one line without its line ending (BOM already removed from the first).
+    pub(super) fn line(&mut self, raw: &str, line: u32, list: &mut ParsedList) {
+        let mut tokens = Tokens::new();
+        let result = tokenize(raw, &mut self.depth, &mut tokens);
+        if let Some(open) = self.open.as_mut() {
+            for token in tokens.as_slice() {
+                open.words.push_str(token);
+                open.words.push('\n');
+            }
+            if let Err(why) = result {
+                open.broken.get_or_insert(why);
+            }
+            if self.depth > 0 {
+                return;
+            }
+            if let Some(open) = self.open.take() {
+                let mut joined = Tokens::new();
+                for word in open.words.split('\n').filter(|w| !w.is_empty()) {
+                    joined.push(word);
+                }
+                let (line, text) = (open.line, open.text.as_str());
+                match open.broken {
+                    Some(why) => list.skip(line, SkipReason::Malformed(why.into()), text),
+                    None => self.record(joined.as_slice(), line, open.blank_start, text, list),
+                }
+            }
+            return;
+        }
+        let broken = result.err();
+        if tokens.is_empty() && self.depth == 0 && broken.is_none() {
+            return;
+        }
+        let blank_start = raw.starts_with([' ', '\t']);
+        let text = raw.trim();
+        if self.depth > 0 {
+            let mut words = String::with_capacity(raw.len());
+            for token in tokens.as_slice() {
+                words.push_str(token);
+                words.push('\n');
+            }
+            self.open = Some(OpenRecord {
+                line,
+                text: clip(text).to_owned(),
+                blank_start,
+                words,
+                broken,
+            });
+            return;
+        }
+        match broken {
+            Some(why) => list.skip(line, SkipReason::Malformed(why.into()), text),
+            None => self.record(tokens.as_slice(), line, blank_start, text, list),
+        }
+    }
+
+    /// After the last line: a record still open is reported, a rule held back is handed over.
+    pub(super) fn finish(mut self, list: &mut ParsedList) {
+        if let Some(open) = self.open.take() {
+            list.skip(
+                open.line,
+                SkipReason::Malformed("'(' not closed before the end of the file".into()),
+                &open.text,
+            );
+        }
+        if let Some(rule) = self.pending.take() {
+            list.rules.push(rule);
+        }
+    }
+
     fn record(
         &mut self,
-        tokens: &[&'t str],
+        tokens: &[&str],
         line: u32,
         blank_start: bool,
         text: &str,
@@ -206,22 +303,43 @@ impl<'t> Zone<'t> {
             self.directive(directive, rest, line, text, list);
             return;
         }
-        let owner = match owner_token {
+        match owner_token {
             Some(token) => {
                 let owner = self.resolve(token);
-                self.last_owner = Some(owner.clone());
-                owner
+                let (name, absolute) = self.last_owner.get_or_insert_with(Default::default);
+                name.clear();
+                name.push_str(&owner.name);
+                *absolute = owner.absolute;
+                self.owned_record(&owner, rest, line, text, list);
             }
-            None => match &self.last_owner {
-                Some(owner) => owner.clone(),
+            // A line that starts with blank space has the previous record's owner.
+            None => match self.last_owner.take() {
+                Some(saved) => {
+                    let owner = Owner {
+                        name: Cow::Borrowed(&saved.0),
+                        absolute: saved.1,
+                    };
+                    self.owned_record(&owner, rest, line, text, list);
+                    self.last_owner = Some(saved);
+                }
                 None => {
                     let why = "the line starts with blank space (same owner as the record before) \
                                but there is no record before";
                     list.skip(line, SkipReason::Malformed(why.into()), text);
-                    return;
                 }
             },
-        };
+        }
+    }
+
+    /// A record whose owner is known: `rest` is `[ttl] [class] type rdata…`.
+    fn owned_record(
+        &mut self,
+        owner: &Owner<'_>,
+        rest: &[&str],
+        line: u32,
+        text: &str,
+        list: &mut ParsedList,
+    ) {
         let Some((rtype, rdata)) = split_type(rest) else {
             let why = "no record type after the owner, TTL and class (expected e.g. CNAME or A)";
             list.skip(line, SkipReason::Malformed(why.into()), text);
@@ -230,7 +348,7 @@ impl<'t> Zone<'t> {
         if rtype == RecordType::SOA && owner.absolute && self.apex.is_none() {
             self.apex = Some(owner.name.to_ascii_lowercase());
         }
-        let trigger = match self.trigger(&owner) {
+        let trigger = match self.trigger(owner) {
             Ok(trigger) => trigger,
             Err(why) => {
                 list.skip(line, SkipReason::Malformed(why.into()), text);
@@ -255,7 +373,7 @@ impl<'t> Zone<'t> {
             ),
             (Trigger::Unsupported(what), _) => list.skip(line, SkipReason::Unsupported(what), text),
             (Trigger::Qname(qname), _) => match self.action(rtype, rdata) {
-                Ok(action) => qname_rule(qname, action, line, text, list),
+                Ok(action) => self.qname_rule(qname, action, line, text, list),
                 Err(why) => list.skip(line, SkipReason::Malformed(why.into()), text),
             },
             (Trigger::Ip(kind, address), _) => {
@@ -337,7 +455,7 @@ impl<'t> Zone<'t> {
     }
 
     /// Resolves `@`, the origin and the trailing dot of a name as written.
-    fn resolve(&self, token: &'t str) -> Owner<'t> {
+    fn resolve<'a>(&self, token: &'a str) -> Owner<'a> {
         let (origin, origin_absolute) = match &self.origin {
             Some(origin) => (origin.name.as_str(), origin.fqdn.is_some()),
             None => ("", false),
@@ -464,6 +582,90 @@ impl<'t> Zone<'t> {
         };
         Ok(RuleAction::LocalData(vec![data]))
     }
+
+    /// Turns a QNAME trigger (relative to the apex, case as written) into a rule.
+    fn qname_rule(
+        &mut self,
+        qname: &str,
+        action: RuleAction,
+        line: u32,
+        text: &str,
+        list: &mut ParsedList,
+    ) {
+        let (base, subdomains_only) = match qname.strip_prefix("*.") {
+            Some(base) => (base, true),
+            None if qname == "*" => {
+                list.skip(
+                    line,
+                    SkipReason::Unsupported("`*` trigger at the zone apex (every name)"),
+                    text,
+                );
+                return;
+            }
+            None => (qname, false),
+        };
+        let shape = Shape {
+            allow: action == RuleAction::Passthru,
+            exact: !subdomains_only,
+            subdomains_only,
+            action: Some(action),
+            ..Shape::default()
+        };
+        // One pass over the owner instead of a search per question.
+        let (mut ascii, mut star, mut numeric) = (true, false, true);
+        for b in base.bytes() {
+            ascii &= b.is_ascii();
+            star |= b == b'*';
+            numeric &= b.is_ascii_digit() || b == b'.';
+        }
+        // Zone files carry raw bytes: a non-ASCII owner is not an IDN any query would use.
+        if !ascii {
+            list.invalid(base, NameError::BadCharacter, line, text);
+            return;
+        }
+        // "a..b" resolves to "a.", which the one-root-dot rule must not forgive.
+        if base.ends_with('.') {
+            list.invalid(base, NameError::EmptyLabel, line, text);
+            return;
+        }
+        if star {
+            list.invalid(base, NameError::Wildcard, line, text);
+            return;
+        }
+        // A name that reads like an IPv4 address is still a name a client can ask for.
+        if numeric && let Some(ip @ IpAddr::V4(_)) = name::parse_ip_literal(base) {
+            list.ip_literals.push(ip);
+            self.emit(base.to_owned(), shape, line, text, list);
+            return;
+        }
+        match name::normalize(base) {
+            Ok(name) if name::is_localhost_class(&name) => {
+                list.skip(line, SkipReason::Localhost, text);
+            }
+            Ok(name) => self.emit(name, shape, line, text, list),
+            Err(err) => list.invalid(base, err, line, text),
+        }
+    }
+
+    /// Adjacent records of one trigger: local data is gathered into the rule held back; an
+    /// equal policy record is a duplicate that becomes its own rule; anything else next to a
+    /// CNAME or a policy action is the "CNAME and other data" error.
+    fn emit(&mut self, name: String, shape: Shape, line: u32, text: &str, list: &mut ParsedList) {
+        if let Some(pending) = self.pending.as_mut()
+            && pending.name == name
+            && pending.subdomains_only == shape.subdomains_only
+            && let (Some(previous), Some(new)) = (pending.action.as_mut(), shape.action.as_ref())
+        {
+            let merge = merge_actions(previous, new);
+            if settle(merge, line, text, list) {
+                return;
+            }
+        }
+        if let Some(done) = self.pending.take() {
+            list.rules.push(done);
+        }
+        self.pending = Some(shape.into_rule(name, line));
+    }
 }
 
 /// Completes a relative name in record data with the origin, as a master file means it.
@@ -514,8 +716,8 @@ fn is_ttl(token: &str) -> bool {
             _ => return false,
         }
     }
-    // Ends in a digit or a unit that followed digits; an empty token has neither.
-    !token.is_empty() && token.as_bytes().first().is_some_and(u8::is_ascii_digit)
+    // Starts with a digit, and every unit followed digits.
+    token.as_bytes().first().is_some_and(u8::is_ascii_digit)
 }
 
 /// Record type mnemonics in any case (hickory reads upper case only).
@@ -535,87 +737,7 @@ fn strip_suffix_ignore_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> 
         .flatten()
 }
 
-/// Turns a QNAME trigger (relative to the apex, case as written) into a rule.
-fn qname_rule(qname: &str, action: RuleAction, line: u32, text: &str, list: &mut ParsedList) {
-    let (base, subdomains_only) = match qname.strip_prefix("*.") {
-        Some(base) => (base, true),
-        None if qname == "*" => {
-            list.skip(
-                line,
-                SkipReason::Unsupported("`*` trigger at the zone apex (every name)"),
-                text,
-            );
-            return;
-        }
-        None => (qname, false),
-    };
-    let shape = Shape {
-        allow: action == RuleAction::Passthru,
-        exact: !subdomains_only,
-        subdomains_only,
-        action: Some(action),
-        ..Shape::default()
-    };
-    // Zone files carry raw bytes: a non-ASCII owner is not an IDN any query would use.
-    if !base.is_ascii() {
-        list.invalid(base, NameError::BadCharacter, line, text);
-        return;
-    }
-    // "a..b" resolves to "a.", which the one-root-dot rule must not forgive.
-    if base.ends_with('.') {
-        list.invalid(base, NameError::EmptyLabel, line, text);
-        return;
-    }
-    if base.contains('*') {
-        list.invalid(base, NameError::Wildcard, line, text);
-        return;
-    }
-    // A name that reads like an IPv4 address is still a name a client can ask for.
-    if let Some(ip @ IpAddr::V4(_)) = name::parse_ip_literal(base)
-        && base.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-    {
-        list.ip_literals.push(ip);
-        if !merge_into_last(list, base, &shape, line, text) {
-            list.push(base.to_owned(), line, shape);
-        }
-        return;
-    }
-    match name::normalize(base) {
-        Ok(name) if name::is_localhost_class(&name) => {
-            list.skip(line, SkipReason::Localhost, text);
-        }
-        Ok(name) => {
-            if !merge_into_last(list, &name, &shape, line, text) {
-                list.push(name, line, shape);
-            }
-        }
-        Err(err) => list.invalid(base, err, line, text),
-    }
-}
-
-/// Adjacent records of one trigger: local data is gathered into the rule already made (true);
-/// an equal policy record is a duplicate kept as its own rule (false); anything else next to a
-/// CNAME or a policy action is the "CNAME and other data" error (reported, true).
-fn merge_into_last(
-    list: &mut ParsedList,
-    name: &str,
-    shape: &Shape,
-    line: u32,
-    text: &str,
-) -> bool {
-    let Some(last) = list.rules.last_mut() else {
-        return false;
-    };
-    if last.name != name || last.subdomains_only != shape.subdomains_only {
-        return false;
-    }
-    let (Some(previous), Some(new)) = (&mut last.action, &shape.action) else {
-        return false;
-    };
-    let merge = merge_actions(previous, new);
-    settle(merge, line, text, list)
-}
-
+/// IP rules are kept whole in [`ParsedList::ip_rules`], so adjacent records merge there.
 fn push_ip_rule(rule: IpRule, text: &str, list: &mut ParsedList) {
     if let Some(last) = list.ip_rules.last_mut()
         && last.net == rule.net

@@ -5,6 +5,13 @@
 //! a literal character no query name can contain, so the entry is reported as invalid.
 //! `*.1.0.209.238` is an IP address under a wildcard, which names nothing: it is reported as an
 //! IP literal, never turned into an address rule.
+//!
+//! Beware of lists published as "Domains Wildcard" for other resolvers (hagezi, 1Hosts and
+//! URLhaus each ship one): there `*.name` is meant to cover `name` too. Every one of their
+//! `*.name` entries (106,487, 52,577 and 2,689 in the copies checked) is blocked as `name`
+//! itself in the same list's domains, hosts and adblock editions. Read with the DNS meaning
+//! used here, such a list leaves each listed name resolvable and blocks only what is under
+//! it; prefer those lists' domains or adblock editions.
 
 use super::{ParsedList, Shape, SkipReason, words};
 use crate::policy::name;
