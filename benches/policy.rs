@@ -5,7 +5,8 @@
 //! `../shared/bench/gen-data.py`'s (syllable labels under a dozen TLDs, 20% with a service label
 //! in front, 2% `*.name` wildcard entries), generated here so the bench needs nothing outside the
 //! repository. Lookups rotate through 4,096 different names so the figure includes cache misses
-//! in the table, not one hot entry. Set `RAMPART_BENCH_SMALL=1` to skip the 10M cases.
+//! in the table, not one hot entry. Set `RAMPART_BENCH_SMALL=1` to skip the 10M cases, or
+//! `RAMPART_BENCH_SIZES=10000,…` for other sizes (the lookup group is named after 10M regardless).
 
 use std::{hint::black_box, net::IpAddr};
 
@@ -76,11 +77,12 @@ fn list_config(path: std::path::PathBuf) -> ListConfig {
 }
 
 fn benches(c: &mut Criterion) {
-    let small = std::env::var_os("RAMPART_BENCH_SMALL").is_some();
-    let sizes: &[usize] = if small {
-        &[1_000_000]
-    } else {
-        &[1_000_000, 10_000_000]
+    // RAMPART_BENCH_SIZES=10000 (comma-separated) measures other sizes: a list that fits in
+    // the cache shows the compute cost alone, without memory latency.
+    let sizes: Vec<usize> = match std::env::var("RAMPART_BENCH_SIZES") {
+        Ok(v) => v.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+        Err(_) if std::env::var_os("RAMPART_BENCH_SMALL").is_some() => vec![1_000_000],
+        Err(_) => vec![1_000_000, 10_000_000],
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -88,7 +90,7 @@ fn benches(c: &mut Criterion) {
     let mut compile = c.benchmark_group("compile");
     compile.sample_size(10);
     let mut last = None;
-    for &n in sizes {
+    for &n in &sizes {
         let (text, sample) = synthetic_list(n, &mut rng);
         let path = dir.path().join(format!("list-{n}.txt"));
         std::fs::write(&path, &text).expect("write list");
@@ -123,18 +125,34 @@ fn benches(c: &mut Criterion) {
             .collect(),
     );
 
+    // The lookup proper: from the canonical name (lower-case bytes, as the handler holds it
+    // after one pass over the question) to the decision, every suffix probe included.
+    let canonical = |pool: &[Name]| -> Vec<Vec<u8>> {
+        pool.iter()
+            .map(|n| QueryName::new(n).as_bytes().to_vec())
+            .collect()
+    };
     let mut lookup = c.benchmark_group("decide_10m");
     lookup.throughput(Throughput::Elements(1));
     for (kind, pool) in [("hit", &hits), ("deep_subdomain", &deep), ("miss", &misses)] {
+        let pool = canonical(pool);
         let mut i = 0usize;
         lookup.bench_function(kind, |b| {
             b.iter(|| {
                 i = (i + 1) % pool.len();
-                let q = QueryName::new(&pool[i]);
-                black_box(snapshot.decide(q.as_bytes(), 0))
+                black_box(snapshot.decide(&pool[i], 0))
             })
         });
     }
+    // The same starting from hickory's parsed `Name` (adds the copy into canonical form).
+    let mut i = 0usize;
+    lookup.bench_function("deep_subdomain_from_hickory_name", |b| {
+        b.iter(|| {
+            i = (i + 1) % deep.len();
+            let q = QueryName::new(&deep[i]);
+            black_box(snapshot.decide(q.as_bytes(), 0))
+        })
+    });
     lookup.finish();
 
     // Client groups: 10,000 networks of mixed prefix lengths, v4 and v6.

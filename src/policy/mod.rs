@@ -658,6 +658,7 @@ pub struct QueryName {
 }
 
 impl QueryName {
+    #[inline]
     pub fn new(name: &Name) -> Self {
         let mut buf = [0u8; 256];
         let mut len = 0;
@@ -666,16 +667,16 @@ impl QueryName {
                 buf[len] = b'.';
                 len += 1;
             }
-            for &b in label {
-                if len >= buf.len() {
-                    break;
-                }
-                buf[len] = match b {
-                    b'.' => 0,
-                    _ => b.to_ascii_lowercase(),
-                };
-                len += 1;
+            // Whole-label copies: names are at most 255 bytes on the wire, so this always
+            // fits; the bound is kept for a hand-built `Name`.
+            let take = label.len().min(buf.len() - len);
+            let dst = &mut buf[len..len + take];
+            dst.copy_from_slice(&label[..take]);
+            dst.make_ascii_lowercase();
+            if dst.contains(&b'.') {
+                dst.iter_mut().filter(|b| **b == b'.').for_each(|b| *b = 0);
             }
+            len += take;
         }
         Self { buf, len }
     }
