@@ -567,6 +567,27 @@ impl Zone {
             let name = absolute(name, origin)?;
             return Ok(RuleAction::LocalData(vec![RData::CNAME(CNAME(name))]));
         }
+        // Address records are most of a big feed's local data: parse them directly rather
+        // than through the general zone-file lexer (4M records load several times faster).
+        match (rtype, rdata) {
+            (RecordType::A, [addr]) => {
+                let ip = addr
+                    .parse()
+                    .map_err(|_| "record data not valid for its type")?;
+                return Ok(RuleAction::LocalData(vec![RData::A(
+                    hickory_proto::rr::rdata::A(ip),
+                )]));
+            }
+            (RecordType::AAAA, [addr]) => {
+                let ip = addr
+                    .parse()
+                    .map_err(|_| "record data not valid for its type")?;
+                return Ok(RuleAction::LocalData(vec![RData::AAAA(
+                    hickory_proto::rr::rdata::AAAA(ip),
+                )]));
+            }
+            _ => {}
+        }
         let data = RData::try_from_str(rtype, &rdata.join(" "))
             .map_err(|_| "record data not valid for its type")?;
         let data = match data {
