@@ -42,7 +42,7 @@ impl Rng {
 fn label(rng: &mut Rng) -> String {
     let n = 2 + rng.next() % 3;
     let mut s: String = (0..n).map(|_| rng.pick(SYLLABLES)).collect();
-    if rng.next() % 5 == 0 {
+    if rng.next().is_multiple_of(5) {
         s.push_str(&format!("{}", rng.next() % 100));
     }
     s
@@ -54,18 +54,18 @@ fn synthetic_list(n: usize, rng: &mut Rng) -> (String, Vec<String>) {
     let mut sample = Vec::new();
     for i in 0..n {
         let base = format!("{}{}.{}", label(rng), i, rng.pick(TLDS));
-        let name = if rng.next() % 5 == 0 {
+        let name = if rng.next().is_multiple_of(5) {
             format!("{}.{base}", rng.pick(SUBS))
         } else {
             base
         };
-        let wildcard = rng.next() % 50 == 0;
+        let wildcard = rng.next().is_multiple_of(50);
         if wildcard {
             text.push_str("*.");
         }
         text.push_str(&name);
         text.push('\n');
-        if !wildcard && sample.len() < 4096 && rng.next() % 64 == 0 {
+        if !wildcard && sample.len() < 4096 && rng.next().is_multiple_of(64) {
             sample.push(name);
         }
     }

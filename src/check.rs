@@ -121,6 +121,24 @@ fn describe_rule(out: &mut String, snapshot: &Snapshot, canonical: &str, m: Matc
             if let Some(text) = read_line(&list.path, line) {
                 let _ = writeln!(out, "    {line} | {text}");
             }
+            let provenance = snapshot
+                .lists
+                .get(m.list)
+                .and_then(|l| l.provenance(&m.hit));
+            let category = provenance
+                .and_then(|p| p.category.as_deref())
+                .or(list.category.as_deref());
+            if let Some(c) = category {
+                let _ = writeln!(out, "    category: {c}");
+            }
+            if let Some(p) = provenance {
+                if let Some(r) = &p.reference {
+                    let _ = writeln!(out, "    reference: {r}");
+                }
+                if let Some(a) = &p.added {
+                    let _ = writeln!(out, "    added: {a}");
+                }
+            }
         }
         None => {
             let _ = writeln!(out, "  {what}: {listed} ({scope}), line {line}");
@@ -171,14 +189,23 @@ pub fn lists_report(out: &mut String, snapshot: &Snapshot) {
         }
         let _ = writeln!(
             out,
-            "  {} ({kind}, {}): {} entries, {} rejected lines, {} unsupported lines — {}",
+            "  {} ({kind}, {}, {}): {} entries, {} rejected lines, {} unsupported lines — {}",
             l.name,
+            l.format,
             if l.exact { "exact" } else { "subtree" },
             l.entries,
             l.rejected,
             l.unsupported,
             l.path.display()
         );
+        if !l.skipped_by_reason.is_empty() {
+            let reasons: Vec<String> = l
+                .skipped_by_reason
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            let _ = writeln!(out, "    skipped by reason: {}", reasons.join(", "));
+        }
         for line in l.skipped_lines() {
             let _ = writeln!(out, "    {line}");
         }

@@ -260,6 +260,10 @@ pub struct RawList {
     /// try a new feed safely.
     #[serde(default = "default_mode")]
     pub mode: String,
+    /// Category of the list's entries (`malware`, `gambling`, …), shown by `lists check`;
+    /// entries of CSV feeds may carry their own.
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 fn default_policy() -> String {
@@ -415,6 +419,8 @@ pub struct ListConfig {
     pub policy: Option<Action>,
     /// Matches are counted and logged, not applied.
     pub log_only: bool,
+    /// Category of the entries, unless an entry (CSV) says otherwise.
+    pub category: Option<String>,
 }
 
 impl ListConfig {
@@ -429,6 +435,7 @@ impl ListConfig {
             action: Action::BlockAddress,
             policy: None,
             log_only: false,
+            category: None,
         }
     }
 }
@@ -754,6 +761,7 @@ impl RawConfig {
                 action,
                 policy,
                 log_only,
+                category: l.category,
             });
         }
 

@@ -55,6 +55,7 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     list_entries: IntGaugeVec,
     list_rejected: IntGaugeVec,
+    list_skipped: IntGaugeVec,
     pub upstream_errors: IntCounterVec,
     pub policy_names: IntGaugeVec,
     pub upstream_duration: Histogram,
@@ -145,6 +146,14 @@ impl Metrics {
             ),
             &["list"],
         )?;
+        let list_skipped = IntGaugeVec::new(
+            Opts::new(
+                "rampart_list_skipped_lines",
+                "Lines of each list not turned into rules at the last load, by reason \
+                 (malformed, invalid_name, ip_address, unsupported, localhost).",
+            ),
+            &["list", "reason"],
+        )?;
         let policy_names = IntGaugeVec::new(
             Opts::new(
                 "rampart_policy_names",
@@ -179,6 +188,7 @@ impl Metrics {
         registry.register(Box::new(cache_entries.clone()))?;
         registry.register(Box::new(list_entries.clone()))?;
         registry.register(Box::new(list_rejected.clone()))?;
+        registry.register(Box::new(list_skipped.clone()))?;
         registry.register(Box::new(policy_names.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -197,6 +207,7 @@ impl Metrics {
             cache_entries,
             list_entries,
             list_rejected,
+            list_skipped,
             upstream_errors,
             policy_names,
             upstream_duration,
@@ -235,6 +246,7 @@ impl Metrics {
     pub fn set_lists(&self, snapshot: &Snapshot) {
         self.list_entries.reset();
         self.list_rejected.reset();
+        self.list_skipped.reset();
         for l in snapshot.lists.iter().map(|l| &l.info) {
             let kind = match l.kind {
                 crate::config::ListKind::Block => "block",
@@ -246,6 +258,11 @@ impl Metrics {
             self.list_rejected
                 .with_label_values(&[l.name.as_str()])
                 .set(l.rejected as i64);
+            for (reason, n) in &l.skipped_by_reason {
+                self.list_skipped
+                    .with_label_values(&[l.name.as_str(), reason])
+                    .set(*n as i64);
+            }
             if l.kind == crate::config::ListKind::Block {
                 self.blocked.with_label_values(&[l.name.as_str()]);
             }

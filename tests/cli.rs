@@ -103,10 +103,15 @@ fn write_lists_config(dir: &Path) -> PathBuf {
     )
     .unwrap();
     std::fs::write(dir.join("allow.txt"), "good.ads.example\n").unwrap();
+    std::fs::write(
+        dir.join("feed.csv"),
+        "domain,category,reference,added\ncasino.example,gambling,123/QD-BTTTT,2026-11-01\n",
+    )
+    .unwrap();
     let path = dir.join("c.toml");
     std::fs::write(
         &path,
-        "[[lists]]\nname = \"hosts\"\npath = \"block.hosts\"\nformat = \"hosts\"\n\n[[lists]]\nname = \"allow\"\npath = \"allow.txt\"\nformat = \"plain\"\nkind = \"allow\"\n",
+        "[[lists]]\nname = \"hosts\"\npath = \"block.hosts\"\nformat = \"hosts\"\ncategory = \"advertising\"\n\n[[lists]]\nname = \"allow\"\npath = \"allow.txt\"\nformat = \"plain\"\nkind = \"allow\"\n\n[[lists]]\nname = \"authority\"\npath = \"feed.csv\"\n",
     )
     .unwrap();
     path
@@ -149,6 +154,15 @@ fn lists_check_explains_decisions_and_rejected_lines() {
 
     let text = check("example.org");
     assert!(text.contains("no list matches"), "{text}");
+
+    // An authority feed: the decision trail names the category and the legal reference.
+    let text = check("www.casino.example");
+    assert!(text.contains("BLOCKED"), "{text}");
+    assert!(text.contains("category: gambling"), "{text}");
+    assert!(text.contains("reference: 123/QD-BTTTT"), "{text}");
+    // A plain list's configured category.
+    let text = check("ads.example");
+    assert!(text.contains("category: advertising"), "{text}");
 
     let out = rampart()
         .args(["lists", "check", "bad..name", "--config"])

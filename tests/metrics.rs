@@ -95,6 +95,18 @@ async fn blocked_counter_moves_by_exactly_the_blocked_queries() {
         2.0
     );
 
+    for reason in ["malformed", "invalid_name"] {
+        assert_eq!(
+            metric_sum(
+                &after,
+                "rampart_list_skipped_lines",
+                &["list=\"hosts\"", &format!("reason=\"{reason}\"")]
+            ),
+            1.0,
+            "{reason}"
+        );
+    }
+
     promtool_check(&after);
     s.stop().await;
 }

@@ -15,8 +15,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use hickory_proto::rr::Name;
 
 use crate::config::{Action, GroupConfig, ListConfig, ListKind};
-use formats::{Format, IpTrigger, RuleAction, Skipped};
+use formats::{Format, IpTrigger, Provenance, RuleAction, SkipReason, Skipped};
 use groups::{GroupId, GroupMap, PrefixMap};
+use name::NameError;
 use nameset::{Hit, NameSet, NameSetBuilder, Payload, PreparedName, Scope};
 
 /// How many skipped lines per list are kept for `lists check` and the log; the count is exact
@@ -43,6 +44,10 @@ pub struct ListInfo {
     pub unsupported: usize,
     /// The first skipped lines, with line numbers and reasons.
     pub skipped_sample: Vec<Skipped>,
+    /// Skipped lines per reason category (see [`skip_category`]).
+    pub skipped_by_reason: Vec<(&'static str, usize)>,
+    /// Category of the list's entries, as configured.
+    pub category: Option<String>,
     /// Set when the file could not be read at all.
     pub error: Option<String>,
     pub load_time: Duration,
@@ -79,6 +84,10 @@ pub struct CompiledList {
     block: NameSet,
     /// Names this list exempts everywhere (an allow list, adblock `@@`, dnsmasq forwards).
     allow: NameSet,
+    /// Adblock `$important` block rules: they win over exceptions.
+    important: NameSet,
+    /// Provenance of CSV feed entries, indexed by `Payload::extra`.
+    provenance: Vec<Arc<Provenance>>,
     /// Per-rule actions, indexed by `Payload::extra` (RPZ and dnsmasq rules carry their own).
     actions: Vec<RuleAction>,
     /// RPZ CLIENT-IP triggers: (action index, line).
@@ -136,6 +145,8 @@ impl CompiledList {
             rejected: 0,
             unsupported: 0,
             skipped_sample: Vec::new(),
+            skipped_by_reason: Vec::new(),
+            category: list.category.clone(),
             error: None,
             load_time: Duration::ZERO,
             bytes: 0,
@@ -144,7 +155,8 @@ impl CompiledList {
         // passthru rules stay in the ordered set with their action instead of becoming global
         // allow rules.
         let ordered = format == Format::Rpz;
-        let has_extra = matches!(format, Format::Rpz | Format::Dnsmasq);
+        // Per-rule data: actions (RPZ, dnsmasq) or provenance (CSV), as `Payload::extra`.
+        let has_extra = matches!(format, Format::Rpz | Format::Dnsmasq | Format::Csv);
         // Size the block set from the file's line count: one cheap pass over the file saves
         // growing a table of millions of slots (which briefly holds two copies).
         let (lines, bytes) = count_lines(&list.path).unwrap_or((0, 0));
@@ -155,7 +167,9 @@ impl CompiledList {
         };
         let mut block = NameSetBuilder::with_capacity(has_extra, hint, bytes + 4 * hint);
         let mut allow = NameSetBuilder::new(has_extra);
+        let mut important = NameSetBuilder::new(false);
         let mut actions = ActionTable::new();
+        let mut provenance: Vec<Arc<Provenance>> = Vec::new();
         let mut entries = 0usize;
         let parsed = std::fs::File::open(&list.path)
             .map_err(|e| format!("cannot read {}: {e}", list.path.display()))
@@ -166,7 +180,13 @@ impl CompiledList {
                 formats::parse_reader(format, reader, |rule| {
                     entries += 1;
                     let global_allow = list.kind == ListKind::Allow || (rule.allow && !ordered);
-                    let target = if global_allow { &mut allow } else { &mut block };
+                    let target = if global_allow {
+                        &mut allow
+                    } else if rule.important {
+                        &mut important
+                    } else {
+                        &mut block
+                    };
                     let scope = if rule.subdomains_only {
                         Scope::Subdomains
                     } else if rule.exact || list.exact {
@@ -174,8 +194,15 @@ impl CompiledList {
                     } else {
                         Scope::Subtree
                     };
-                    let extra = match rule.action {
-                        Some(a) if has_extra => Some(actions.intern(a)),
+                    let extra = match (rule.action, rule.provenance) {
+                        (Some(a), _) if has_extra => Some(actions.intern(a)),
+                        (None, Some(p)) if has_extra => {
+                            // Consecutive rows of a feed share one provenance allocation.
+                            if !provenance.last().is_some_and(|last| Arc::ptr_eq(last, &p)) {
+                                provenance.push(p);
+                            }
+                            Some((provenance.len() - 1) as u32)
+                        }
                         _ => None,
                     };
                     let payload = Payload {
@@ -198,6 +225,17 @@ impl CompiledList {
                     };
                 }
                 info.entries = entries;
+                for s in &parsed.skipped {
+                    let reason = skip_category(&s.reason);
+                    match info
+                        .skipped_by_reason
+                        .iter_mut()
+                        .find(|(r, _)| *r == reason)
+                    {
+                        Some((_, n)) => *n += 1,
+                        None => info.skipped_by_reason.push((reason, 1)),
+                    }
+                }
                 info.rejected = parsed.rejected().count();
                 info.unsupported = parsed.skipped.len() - info.rejected;
                 info.skipped_sample = parsed.skipped.into_iter().take(KEEP_SKIPPED).collect();
@@ -208,16 +246,20 @@ impl CompiledList {
                 info.error = Some(e);
                 block = NameSetBuilder::new(false);
                 allow = NameSetBuilder::new(false);
+                important = NameSetBuilder::new(false);
             }
         }
-        info.names = block.len() + allow.len() + client_ip.len() + response_ip.len();
-        let (block, allow) = (block.build(), allow.build());
-        info.bytes = block.heap_bytes() + allow.heap_bytes();
+        info.names =
+            block.len() + allow.len() + important.len() + client_ip.len() + response_ip.len();
+        let (block, allow, important) = (block.build(), allow.build(), important.build());
+        info.bytes = block.heap_bytes() + allow.heap_bytes() + important.heap_bytes();
         info.load_time = started.elapsed();
         Self {
             info,
             block,
             allow,
+            important,
+            provenance,
             actions: actions.0,
             client_ip,
             response_ip,
@@ -229,6 +271,26 @@ impl CompiledList {
     /// Matches are counted and logged, not applied.
     pub fn log_only(&self) -> bool {
         self.log_only
+    }
+
+    /// The provenance of a matched rule (CSV feeds), if it has one.
+    pub fn provenance(&self, hit: &Hit) -> Option<&Provenance> {
+        if self.info.format != Format::Csv {
+            return None;
+        }
+        let i = hit.payload.extra? as usize;
+        self.provenance.get(i).map(|p| p.as_ref())
+    }
+}
+
+/// The metric label for a skip reason: a handful of fixed values, never the line's text.
+pub fn skip_category(reason: &SkipReason) -> &'static str {
+    match reason {
+        SkipReason::Malformed(_) => "malformed",
+        SkipReason::InvalidName(NameError::IpLiteral) => "ip_address",
+        SkipReason::InvalidName(_) => "invalid_name",
+        SkipReason::Unsupported(_) => "unsupported",
+        SkipReason::Localhost => "localhost",
     }
 }
 
@@ -403,9 +465,9 @@ impl Snapshot {
                 action: None,
             });
         }
-        let label_mask = lists
-            .iter()
-            .fold(0, |m, l| m | l.block.label_mask() | l.allow.label_mask());
+        let label_mask = lists.iter().fold(0, |m, l| {
+            m | l.block.label_mask() | l.allow.label_mask() | l.important.label_mask()
+        });
         Self {
             lists,
             groups: out,
@@ -465,6 +527,23 @@ impl Snapshot {
         group: GroupId,
     ) -> Evaluation {
         let lists = self.group_lists(group);
+        // Adblock `$important` rules beat exceptions; everything else yields to allow rules.
+        for &list in lists {
+            let l = &self.lists[list];
+            if !l.log_only
+                && let Some(hit) = l.important.lookup(q)
+            {
+                let m = Match {
+                    list,
+                    hit,
+                    trigger: Trigger::QName,
+                };
+                return Evaluation {
+                    decision: self.classify(m, group),
+                    logged: None,
+                };
+            }
+        }
         for &list in lists {
             if let Some(hit) = self.lists[list].allow.lookup(q) {
                 let m = Match {
@@ -699,6 +778,73 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
         ListConfig::block(name, path, Some(format))
+    }
+
+    #[test]
+    fn important_beats_exceptions_and_csv_keeps_provenance() {
+        let dir = tempfile::tempdir().unwrap();
+        let block = list_file(
+            dir.path(),
+            "a.txt",
+            b"||ads.example^$important\n||b.example^\n@@||ok.b.example^\n",
+            Format::Adblock,
+        );
+        let mut allow = list_file(
+            dir.path(),
+            "allow.txt",
+            b"ads.example\nb.example\n",
+            Format::Plain,
+        );
+        allow.kind = ListKind::Allow;
+        let feed = list_file(
+            dir.path(),
+            "feed.csv",
+            b"domain,category,reference,added\ncasino.example,gambling,Decision 123/QD,2026-01-02\n",
+            Format::Csv,
+        );
+        let snap = Snapshot::load(&[block, allow, feed], &[]);
+        assert!(
+            matches!(snap.decide(b"x.ads.example", 0), Decision::Blocked(_)),
+            "$important wins"
+        );
+        assert!(
+            matches!(snap.decide(b"b.example", 0), Decision::Allowed(_)),
+            "allow wins"
+        );
+        assert!(
+            matches!(snap.decide(b"ok.b.example", 0), Decision::Allowed(_)),
+            "@@ exception"
+        );
+        let Decision::Blocked(m) = snap.decide(b"www.casino.example", 0) else {
+            panic!("feed entry blocks");
+        };
+        let p = snap.lists[m.list]
+            .provenance(&m.hit)
+            .expect("provenance kept");
+        assert_eq!(p.category.as_deref(), Some("gambling"));
+        assert_eq!(p.reference.as_deref(), Some("Decision 123/QD"));
+    }
+
+    #[test]
+    fn skipped_lines_are_counted_by_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = CompiledList::load(&list_file(
+            dir.path(),
+            "h.txt",
+            b"127.0.0.1 localhost\nnot an address here\n0.0.0.0 bad..name\n0.0.0.0 10.1.2.3\n0.0.0.0 ok.example\n",
+            Format::Hosts,
+        ));
+        let mut got = l.info.skipped_by_reason.clone();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("invalid_name", 1),
+                ("ip_address", 1),
+                ("localhost", 1),
+                ("malformed", 1)
+            ]
+        );
     }
 
     #[test]
