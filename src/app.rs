@@ -27,6 +27,7 @@ use crate::{
     admin,
     config::{Config, ListKind},
     dns::{cache::Cache, handler, handler::DnsHandler, upstream::Upstream},
+    feeds::manager::Feeds,
     metrics::Metrics,
     policy::{Snapshot, formats::SkipReason},
 };
@@ -39,6 +40,8 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     pub metrics: Metrics,
     pub policy: Arc<ArcSwap<Snapshot>>,
+    /// The list updater (SIGHUP asks it to check every source).
+    pub feeds: Arc<Feeds>,
     shutdown: CancellationToken,
     serving: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
@@ -57,14 +60,17 @@ impl std::fmt::Debug for Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let metrics = Metrics::new(prometheus::Registry::new()).context("registering metrics")?;
 
-    // Compiling lists is CPU work: keep it off the async workers.
-    let (lists, groups) = (config.lists.clone(), config.groups.clone());
-    let snapshot = tokio::task::spawn_blocking(move || Snapshot::load(&lists, &groups))
-        .await
-        .context("list loading task failed")?;
-    log_lists(&snapshot);
-    metrics.set_lists(&snapshot);
-    let policy = Arc::new(ArcSwap::from_pointee(snapshot));
+    // Lists load from their sources (or the saved copies) before anything binds; compiling
+    // runs on blocking threads, off the async workers.
+    let policy = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
+    let feeds = Feeds::new(
+        config.lists.clone(),
+        config.groups.clone(),
+        policy.clone(),
+        metrics.clone(),
+    );
+    feeds.initial_load().await?;
+    log_lists(&policy.load());
 
     let upstream = Upstream::new(&config.resolver).context("setting up the resolver")?;
     let cache = Arc::new(Cache::new(config.cache.clone()));
@@ -98,9 +104,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .await
                 .with_context(|| format!("binding admin listener {addr}"))?;
             let bound = listener.local_addr()?;
-            let (m, s, token) = (metrics.clone(), serving.clone(), shutdown.clone());
+            let state = admin::AdminState {
+                metrics: metrics.clone(),
+                serving: serving.clone(),
+                feeds: feeds.clone(),
+                policy: policy.clone(),
+                token: config.admin_token.clone(),
+            };
+            let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = admin::serve(listener, m, s, token).await {
+                if let Err(e) = admin::serve(listener, state, token).await {
                     warn!(error = %e, "admin endpoint stopped");
                 }
             }));
@@ -141,6 +154,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }));
     }
 
+    tasks.extend(feeds.spawn(shutdown.clone()));
     serving.store(true, Ordering::Release);
     let snapshot = policy.load();
     let (block_names, allow_names) = snapshot.sizes();
@@ -161,6 +175,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin_addr,
         metrics,
         policy,
+        feeds,
         shutdown,
         serving,
         tasks,

@@ -58,6 +58,24 @@ pub struct RawConfig {
     pub lists: Vec<RawList>,
     /// Client groups: which lists apply to which client networks.
     pub groups: Vec<RawGroup>,
+    /// Where the last good copy of every list is kept.
+    pub state: RawState,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawState {
+    /// Folder for the last good copy of every list (relative to the config file's folder), so a
+    /// restart without network still filters.
+    pub dir: String,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        Self {
+            dir: "state".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,14 +237,18 @@ impl Default for RawBlock {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAdmin {
-    /// Address of the HTTP endpoint for /metrics and /health. Empty disables it.
+    /// Address of the HTTP endpoint for /metrics, /health and the /v1 API. Empty disables it.
     pub listen: String,
+    /// Bearer token required by the mutating API calls (refresh, accept). Empty: they are
+    /// refused.
+    pub token: String,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9153".into(),
+            token: String::new(),
         }
     }
 }
@@ -236,8 +258,30 @@ impl Default for RawAdmin {
 pub struct RawList {
     /// Short unique name, used in logs, metrics and `lists check`.
     pub name: String,
-    /// File to load; relative paths are relative to the config file's directory.
-    pub path: String,
+    /// File to load (reloaded when it changes); relative paths are relative to the config
+    /// file's directory. Exactly one of `path` and `url` is set.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// HTTP(S) URL polled every `refresh` (ETag / If-Modified-Since, gzip).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// How often the source is checked for a new version.
+    #[serde(default, with = "humantime_serde")]
+    pub refresh: Option<Duration>,
+    /// Give up on a download after this long.
+    #[serde(default = "default_fetch_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Largest download accepted, in bytes (after decompression).
+    #[serde(default = "default_max_size")]
+    pub max_size: u64,
+    /// A new version with fewer entries than (1 - max_shrink) × the current one is held back
+    /// until an operator accepts it (POST /v1/lists/NAME/accept). 1.0 disables the check.
+    #[serde(default = "default_max_shrink")]
+    pub max_shrink: f64,
+    /// At start-up with neither a saved copy nor a reachable source: "serve_without" (serve,
+    /// and report the list as missing in metrics) or "refuse_start".
+    #[serde(default = "default_on_missing")]
+    pub on_missing: String,
     /// "plain", "hosts", "adblock", "wildcard", "dnsmasq", "rpz" or "csv"; absent: detected
     /// from the file's first lines.
     #[serde(default)]
@@ -266,6 +310,18 @@ pub struct RawList {
     pub category: Option<String>,
 }
 
+fn default_fetch_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_size() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_max_shrink() -> f64 {
+    0.5
+}
+fn default_on_missing() -> String {
+    "serve_without".into()
+}
 fn default_policy() -> String {
     "given".into()
 }
@@ -299,9 +355,33 @@ pub struct Config {
     pub cache: CacheConfig,
     pub block: BlockConfig,
     pub admin_listen: Option<SocketAddr>,
+    /// Bearer token for the mutating admin calls; None: they are refused.
+    pub admin_token: Option<String>,
+    /// Folder for the last good copy of every list.
+    pub state_dir: PathBuf,
     pub lists: Vec<ListConfig>,
     /// Client groups; `groups[0]` is the default group.
     pub groups: Vec<GroupConfig>,
+}
+
+/// Where a list comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A local file, reloaded when it changes.
+    File(PathBuf),
+    /// An HTTP(S) URL, polled.
+    Http {
+        url: String,
+        timeout: Duration,
+        max_size: u64,
+    },
+}
+
+/// What to do at start-up when a list has neither a saved copy nor a reachable source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMissing {
+    ServeWithout,
+    RefuseStart,
 }
 
 /// A validated client group.
@@ -421,6 +501,15 @@ pub struct ListConfig {
     pub log_only: bool,
     /// Category of the entries, unless an entry (CSV) says otherwise.
     pub category: Option<String>,
+    /// Where new versions come from.
+    pub source: Source,
+    /// How often the source is checked.
+    pub refresh: Duration,
+    /// Largest accepted shrink before an operator must confirm (fraction).
+    pub max_shrink: f64,
+    pub on_missing: OnMissing,
+    /// The last good copy in the state folder.
+    pub state_path: PathBuf,
 }
 
 impl ListConfig {
@@ -428,7 +517,7 @@ impl ListConfig {
     pub fn block(name: &str, path: PathBuf, format: Option<Format>) -> Self {
         Self {
             name: name.into(),
-            path,
+            path: path.clone(),
             format,
             kind: ListKind::Block,
             exact: false,
@@ -436,6 +525,11 @@ impl ListConfig {
             policy: None,
             log_only: false,
             category: None,
+            source: Source::File(path.clone()),
+            refresh: Duration::from_secs(10),
+            max_shrink: 0.5,
+            on_missing: OnMissing::ServeWithout,
+            state_path: path.with_extension("last-good"),
         }
     }
 }
@@ -745,13 +839,62 @@ impl RawConfig {
                     ));
                 }
             };
-            let path = resolve(&l.path);
-            if !path.is_file() {
+            let state_path = resolve(&self.state.dir).join(format!("{}.list", l.name));
+            let (source, path) = match (&l.path, &l.url) {
+                (Some(p), None) => {
+                    let path = resolve(p);
+                    if !path.is_file() {
+                        return Err(invalid(
+                            &key("path"),
+                            format!("file {} does not exist", path.display()),
+                        ));
+                    }
+                    (Source::File(path.clone()), path)
+                }
+                (None, Some(url)) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(invalid(
+                            &key("url"),
+                            format!("`{url}` is not an http:// or https:// URL"),
+                        ));
+                    }
+                    let source = Source::Http {
+                        url: url.clone(),
+                        timeout: l.timeout,
+                        max_size: l.max_size,
+                    };
+                    (source, state_path.clone())
+                }
+                _ => {
+                    return Err(invalid(
+                        &key("path"),
+                        "set exactly one of `path` (a local file) and `url` (an HTTP feed)".into(),
+                    ));
+                }
+            };
+            let refresh = l.refresh.unwrap_or(match source {
+                Source::File(_) => Duration::from_secs(10),
+                Source::Http { .. } => Duration::from_secs(300),
+            });
+            if refresh < Duration::from_millis(10) {
+                return Err(invalid(&key("refresh"), "must be at least 10ms".into()));
+            }
+            if !(0.0..=1.0).contains(&l.max_shrink) {
                 return Err(invalid(
-                    &key("path"),
-                    format!("file {} does not exist", path.display()),
+                    &key("max_shrink"),
+                    format!("{} is not a fraction between 0.0 and 1.0", l.max_shrink),
                 ));
             }
+            let on_missing = match l.on_missing.as_str() {
+                "serve_without" => OnMissing::ServeWithout,
+                "refuse_start" => OnMissing::RefuseStart,
+                other => {
+                    return Err(invalid(
+                        &key("on_missing"),
+                        format!("`{other}` is not one of \"serve_without\", \"refuse_start\""),
+                    ));
+                }
+            };
             lists.push(ListConfig {
                 name: l.name,
                 path,
@@ -762,6 +905,11 @@ impl RawConfig {
                 policy,
                 log_only,
                 category: l.category,
+                source,
+                refresh,
+                max_shrink: l.max_shrink,
+                on_missing,
+                state_path,
             });
         }
 
@@ -779,6 +927,8 @@ impl RawConfig {
             cache,
             block,
             admin_listen,
+            admin_token: Some(self.admin.token).filter(|t| !t.is_empty()),
+            state_dir: resolve(&self.state.dir),
             lists,
             groups,
         })

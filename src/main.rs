@@ -100,7 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(async {
                 let running = app::start(config).await?;
-                wait_for_stop().await;
+                wait_for_stop(&running.feeds).await;
                 tracing::info!("stopping");
                 running.shutdown().await;
                 Ok(())
@@ -164,24 +164,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn wait_for_stop() {
+/// Wait for Ctrl-C or SIGTERM; on SIGHUP, check every list's source now.
+async fn wait_for_stop(feeds: &rampart::feeds::manager::Feeds) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: checking every list's source now");
+                    feeds.trigger_all();
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
             }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = feeds;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

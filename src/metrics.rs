@@ -59,6 +59,13 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub policy_names: IntGaugeVec,
     pub upstream_duration: Histogram,
+    list_refreshes: IntCounterVec,
+    list_failures: IntCounterVec,
+    list_compiles: IntCounterVec,
+    list_last_success: IntGaugeVec,
+    list_age: IntGaugeVec,
+    list_held: IntGaugeVec,
+    list_missing: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -168,6 +175,56 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let list_refreshes = IntCounterVec::new(
+            Opts::new(
+                "rampart_list_refreshes_total",
+                "Checks of each list's source (file or feed).",
+            ),
+            &["list"],
+        )?;
+        let list_failures = IntCounterVec::new(
+            Opts::new(
+                "rampart_list_refresh_failures_total",
+                "List checks that did not put a new version in service, by reason (connect, \
+                 timeout, http_status, too_large, body, parse, state, shrink_held).",
+            ),
+            &["list", "reason"],
+        )?;
+        let list_compiles = IntCounterVec::new(
+            Opts::new(
+                "rampart_list_compiles_total",
+                "Times each list was parsed and compiled (an unchanged source is not).",
+            ),
+            &["list"],
+        )?;
+        let list_last_success = IntGaugeVec::new(
+            Opts::new(
+                "rampart_list_last_success_timestamp_seconds",
+                "Unix time of each list's last successful check.",
+            ),
+            &["list"],
+        )?;
+        let list_age = IntGaugeVec::new(
+            Opts::new(
+                "rampart_list_age_seconds",
+                "Seconds since each list's last successful check.",
+            ),
+            &["list"],
+        )?;
+        let list_held = IntGaugeVec::new(
+            Opts::new(
+                "rampart_list_held",
+                "1 while a new version of the list is held back for shrinking too much.",
+            ),
+            &["list"],
+        )?;
+        let list_missing = IntGaugeVec::new(
+            Opts::new(
+                "rampart_list_missing",
+                "1 while serving without the list (neither its source nor a saved copy loaded).",
+            ),
+            &["list"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "rampart_build_info",
@@ -192,6 +249,13 @@ impl Metrics {
         registry.register(Box::new(policy_names.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(build_info))?;
+        registry.register(Box::new(list_refreshes.clone()))?;
+        registry.register(Box::new(list_failures.clone()))?;
+        registry.register(Box::new(list_compiles.clone()))?;
+        registry.register(Box::new(list_last_success.clone()))?;
+        registry.register(Box::new(list_age.clone()))?;
+        registry.register(Box::new(list_held.clone()))?;
+        registry.register(Box::new(list_missing.clone()))?;
 
         // Pre-create the common series so dashboards see zeros rather than gaps.
         for reason in ["timeout", "error"] {
@@ -211,6 +275,13 @@ impl Metrics {
             upstream_errors,
             policy_names,
             upstream_duration,
+            list_refreshes,
+            list_failures,
+            list_compiles,
+            list_last_success,
+            list_age,
+            list_held,
+            list_missing,
         })
     }
 
@@ -240,6 +311,41 @@ impl Metrics {
 
     pub fn allowlisted_by(&self, list: &str) {
         self.allowlisted.with_label_values(&[list]).inc();
+    }
+
+    pub fn list_refreshed(&self, list: &str) {
+        self.list_refreshes.with_label_values(&[list]).inc();
+    }
+
+    pub fn list_compiled(&self, list: &str) {
+        self.list_compiles.with_label_values(&[list]).inc();
+    }
+
+    pub fn list_failed(&self, list: &str, reason: &str) {
+        self.list_failures.with_label_values(&[list, reason]).inc();
+    }
+
+    /// Per-list update state: last success (unix seconds), held shrink, serving without it.
+    pub fn list_state(&self, list: &str, last_success: Option<u64>, held: bool, missing: bool) {
+        if let Some(t) = last_success {
+            self.list_last_success
+                .with_label_values(&[list])
+                .set(t as i64);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.list_age
+                .with_label_values(&[list])
+                .set(now.saturating_sub(t) as i64);
+        }
+        self.list_held
+            .with_label_values(&[list])
+            .set(i64::from(held));
+        self.list_missing
+            .with_label_values(&[list])
+            .set(i64::from(missing));
+        self.list_refreshes.with_label_values(&[list]);
+        self.list_compiles.with_label_values(&[list]);
     }
 
     /// Publish the per-list figures of a freshly loaded snapshot.

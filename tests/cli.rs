@@ -203,7 +203,8 @@ async fn run_serves_the_default_config() {
         .replace(
             "\"../blocklists/",
             &format!("\"{}/blocklists/", repo().display()),
-        );
+        )
+        .replace("dir = \"../state\"", "dir = \"state\"");
     assert_ne!(text, default);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("default.toml");

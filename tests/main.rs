@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod feeds;
 mod lists_stats;
 mod metrics;
 mod resolve;

@@ -289,6 +289,8 @@ pub struct Setup {
     /// List files to write into the config folder: (file name, content).
     pub files: Vec<(&'static str, String)>,
     pub timeout: &'static str,
+    /// admin.token (bearer token for the mutating API calls).
+    pub admin_token: Option<&'static str>,
 }
 
 pub enum Mode {
@@ -303,6 +305,7 @@ impl Default for Setup {
             extra: String::new(),
             files: vec![],
             timeout: "2s",
+            admin_token: None,
         }
     }
 }
@@ -367,7 +370,8 @@ impl TestServer {
             ),
         };
         let text = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[resolver]\n{resolver}\n{}",
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{}\"\n[resolver]\n{resolver}\n{}",
+            setup.admin_token.unwrap_or_default(),
             setup.extra
         );
         let path = dir.path().join("rampart.toml");
@@ -397,14 +401,28 @@ impl TestServer {
 
 /// A minimal HTTP/1.0 GET: (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, None).await
+}
+
+/// A minimal HTTP/1.0 request with an optional bearer token: (status, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::time::timeout(DEADLINE, TcpStream::connect(addr))
         .await
         .expect("connect in time")
         .expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    s.write_all(
+        format!("{method} {path} HTTP/1.0\r\nHost: test\r\n{auth}Content-Length: 0\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(DEADLINE, s.read_to_end(&mut buf))
         .await

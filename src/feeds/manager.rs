@@ -1,0 +1,612 @@
+//! Keeping lists current: one task per list checks its source (a file's size and mtime, an HTTP
+//! feed with conditional requests), compiles a new version on a blocking thread, and swaps just
+//! that list into the policy with `ArcSwap`, so queries never wait and only one list is ever held
+//! twice.
+//!
+//! Safety rules, in the order they apply:
+//! - a failed fetch, a refused file (empty, HTML, not UTF-8) or a failed compile keeps the last
+//!   good version in service and is reported (`/v1/lists`, metrics, log);
+//! - a version that shrinks the list by more than `max_shrink` is held back until an operator
+//!   accepts it (`POST /v1/lists/NAME/accept`);
+//! - every version put in service is saved in the state folder with its validators, so a
+//!   restart without network still filters; at start-up with neither, `on_missing` decides.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::http::{self, Fetched};
+use crate::{
+    config::{GroupConfig, ListConfig, OnMissing, Source},
+    metrics::Metrics,
+    policy::{CompiledList, Snapshot},
+};
+
+/// What `/v1/lists` shows for one list.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FeedStatus {
+    pub name: String,
+    /// The file path or URL.
+    pub source: String,
+    pub format: String,
+    /// Rules and distinct names in service.
+    pub entries: usize,
+    pub names: usize,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// Unix seconds of the last successful check (new version or confirmed unchanged).
+    pub last_success: Option<u64>,
+    /// Seconds since then.
+    pub age_seconds: Option<u64>,
+    pub last_error: Option<String>,
+    /// A new version held back because it shrinks the list too much.
+    pub held: Option<Held>,
+    /// True while serving without this list (nothing could be loaded).
+    pub missing: bool,
+    pub refreshes: u64,
+    pub failures: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Held {
+    pub names: usize,
+    pub current_names: usize,
+    pub reason: String,
+}
+
+/// Validators and time of the saved copy, next to it in the state folder.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SavedMeta {
+    etag: Option<String>,
+    last_modified: Option<String>,
+    saved_at: u64,
+}
+
+struct FeedState {
+    status: FeedStatus,
+    /// Size and mtime of a file source when last loaded: unchanged files are not recompiled.
+    file_stamp: Option<(u64, SystemTime)>,
+    /// A compiled version waiting for `accept`, and the file it came from.
+    held: Option<(Arc<CompiledList>, PathBuf)>,
+}
+
+/// The list updater. Cheap to share (`Arc`).
+pub struct Feeds {
+    lists: Vec<ListConfig>,
+    groups: Vec<GroupConfig>,
+    policy: Arc<ArcSwap<Snapshot>>,
+    metrics: Metrics,
+    states: Vec<Mutex<FeedState>>,
+    triggers: Vec<tokio::sync::Notify>,
+    /// One refresh of a list at a time.
+    running: Vec<tokio::sync::Mutex<()>>,
+    /// Serialises read-modify-write of the snapshot (one list replaced at a time).
+    swap: tokio::sync::Mutex<()>,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Feeds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feeds")
+            .field("lists", &self.lists.len())
+            .finish()
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn source_text(s: &Source) -> String {
+    match s {
+        Source::File(p) => p.display().to_string(),
+        Source::Http { url, .. } => url.clone(),
+    }
+}
+
+fn meta_path(state: &Path) -> PathBuf {
+    state.with_extension("meta.json")
+}
+
+/// Outcome of checking a source once.
+enum Checked {
+    Unchanged,
+    New {
+        list: Box<CompiledList>,
+        /// The file the new version was compiled from (to be saved as the last good copy).
+        file: PathBuf,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+}
+
+impl Feeds {
+    pub fn new(
+        lists: Vec<ListConfig>,
+        groups: Vec<GroupConfig>,
+        policy: Arc<ArcSwap<Snapshot>>,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        let states = lists
+            .iter()
+            .map(|l| {
+                Mutex::new(FeedState {
+                    status: FeedStatus {
+                        name: l.name.clone(),
+                        source: source_text(&l.source),
+                        ..FeedStatus::default()
+                    },
+                    file_stamp: None,
+                    held: None,
+                })
+            })
+            .collect();
+        Arc::new(Self {
+            triggers: lists.iter().map(|_| tokio::sync::Notify::new()).collect(),
+            running: lists.iter().map(|_| tokio::sync::Mutex::new(())).collect(),
+            states,
+            lists,
+            groups,
+            policy,
+            metrics,
+            swap: tokio::sync::Mutex::new(()),
+            client: http::client(),
+        })
+    }
+
+    fn state(&self, i: usize) -> std::sync::MutexGuard<'_, FeedState> {
+        // A poisoned lock only means a panic elsewhere; the state itself is still usable.
+        self.states[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.lists.iter().position(|l| l.name == name)
+    }
+
+    /// Load every list for start-up and put the snapshot in service. File sources load from the
+    /// file (falling back to the saved copy when the file is refused); HTTP sources load from
+    /// the saved copy when there is one (and refresh in the background), else fetch now.
+    pub async fn initial_load(&self) -> anyhow::Result<()> {
+        let mut compiled = Vec::with_capacity(self.lists.len());
+        for i in 0..self.lists.len() {
+            let list = self.load_at_start(i).await?;
+            compiled.push(Arc::new(list));
+        }
+        let snapshot = Snapshot::assemble(compiled, &self.groups);
+        self.metrics.set_lists(&snapshot);
+        self.policy.store(Arc::new(snapshot));
+        for i in 0..self.lists.len() {
+            self.publish_metrics(i);
+        }
+        Ok(())
+    }
+
+    async fn load_at_start(&self, i: usize) -> anyhow::Result<CompiledList> {
+        let list = &self.lists[i];
+        let saved = list.state_path.is_file();
+        let first = match &list.source {
+            Source::File(path) => {
+                let c = compile(list, path.clone()).await;
+                if c.info.error.is_none() {
+                    self.state(i).file_stamp = file_stamp(path);
+                    save_copy(path, &list.state_path, None);
+                }
+                Some(c)
+            }
+            Source::Http { .. } if saved => None,
+            Source::Http { .. } => match self.check(i).await {
+                Ok(Checked::New {
+                    list: c,
+                    file,
+                    etag,
+                    last_modified,
+                }) => {
+                    self.promote(i, &file, etag.clone(), last_modified.clone());
+                    let mut s = self.state(i);
+                    s.status.etag = etag;
+                    s.status.last_modified = last_modified;
+                    drop(s);
+                    Some(*c)
+                }
+                Ok(Checked::Unchanged) => None,
+                Err((reason, message)) => {
+                    self.record_failure(i, reason, &message);
+                    None
+                }
+            },
+        };
+        let first = match first {
+            Some(c) if c.info.error.is_none() => {
+                self.record_success(i, &c);
+                return Ok(c);
+            }
+            Some(c) => {
+                let e = c.info.error.clone().unwrap_or_default();
+                self.record_failure(i, "parse", &e);
+                Some(c)
+            }
+            None => None,
+        };
+        if saved {
+            let c = compile(list, list.state_path.clone()).await;
+            if c.info.error.is_none() {
+                let meta = read_meta(&list.state_path);
+                {
+                    let mut s = self.state(i);
+                    s.status.etag = meta.etag;
+                    s.status.last_modified = meta.last_modified;
+                }
+                self.record_success(i, &c);
+                if let Some(f) = first {
+                    warn!(list = %list.name, error = ?f.info.error, "source refused; serving the saved copy");
+                } else {
+                    info!(list = %list.name, path = %list.state_path.display(), "serving the saved copy");
+                }
+                return Ok(c);
+            }
+        }
+        match list.on_missing {
+            OnMissing::RefuseStart => anyhow::bail!(
+                "list `{}`: neither its source nor a saved copy could be loaded ({}), and on_missing = \"refuse_start\"",
+                list.name,
+                self.state(i).status.last_error.clone().unwrap_or_default()
+            ),
+            OnMissing::ServeWithout => {
+                warn!(list = %list.name, "serving without this list: no source and no saved copy");
+                self.state(i).status.missing = true;
+                let mut empty = list.clone();
+                empty.path = PathBuf::new();
+                let mut c = compile(&empty, PathBuf::new()).await;
+                c.info.error = self.state(i).status.last_error.clone();
+                Ok(c)
+            }
+        }
+    }
+
+    /// Start one refresh task per list.
+    pub fn spawn(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.lists.len())
+            .map(|i| {
+                let feeds = self.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let period = feeds.lists[i].refresh;
+                    // The first tick fires at once: a feed served from its saved copy at start-up
+                    // is brought up to date right away (a file source costs one stat).
+                    let mut tick = tokio::time::interval(period);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tick.tick() => {}
+                            _ = feeds.triggers[i].notified() => {}
+                        }
+                        feeds.refresh(i).await;
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Ask every list's task to check its source now (SIGHUP).
+    pub fn trigger_all(&self) {
+        for t in &self.triggers {
+            t.notify_one();
+        }
+    }
+
+    /// Check one list's source now and apply the result; returns the list's status after.
+    pub async fn refresh(&self, i: usize) -> FeedStatus {
+        let _one = self.running[i].lock().await;
+        match self.check(i).await {
+            Ok(Checked::Unchanged) => {
+                let mut s = self.state(i);
+                s.status.last_success = Some(now_unix());
+                s.status.last_error = None;
+                s.status.refreshes += 1;
+            }
+            Ok(Checked::New {
+                list,
+                file,
+                etag,
+                last_modified,
+            }) => self.offer(i, list, file, etag, last_modified).await,
+            Err((reason, message)) => self.record_failure(i, reason, &message),
+        }
+        self.metrics.list_refreshed(&self.lists[i].name);
+        self.publish_metrics(i);
+        self.status(i)
+    }
+
+    /// Fetch/compile a new version if the source changed.
+    async fn check(&self, i: usize) -> Result<Checked, (&'static str, String)> {
+        let list = &self.lists[i];
+        match &list.source {
+            Source::File(path) => {
+                let stamp = file_stamp(path);
+                if stamp.is_some() && stamp == self.state(i).file_stamp {
+                    return Ok(Checked::Unchanged);
+                }
+                let c = compile(list, path.clone()).await;
+                self.metrics.list_compiled(&list.name);
+                // Remember this version even when it fails: it is retried only once the file
+                // changes again, not on every tick.
+                self.state(i).file_stamp = stamp;
+                if let Some(e) = &c.info.error {
+                    return Err(("parse", e.clone()));
+                }
+                Ok(Checked::New {
+                    list: Box::new(c),
+                    file: path.clone(),
+                    etag: None,
+                    last_modified: None,
+                })
+            }
+            Source::Http {
+                url,
+                timeout,
+                max_size,
+            } => {
+                let (etag, modified) = {
+                    let s = self.state(i);
+                    (s.status.etag.clone(), s.status.last_modified.clone())
+                };
+                let fetched = http::fetch(
+                    &self.client,
+                    url,
+                    etag.as_deref(),
+                    modified.as_deref(),
+                    *timeout,
+                    *max_size,
+                )
+                .await
+                .map_err(|e| (e.reason, e.message))?;
+                let (bytes, etag, last_modified) = match fetched {
+                    Fetched::NotModified => return Ok(Checked::Unchanged),
+                    Fetched::Body {
+                        bytes,
+                        etag,
+                        last_modified,
+                    } => (bytes, etag, last_modified),
+                };
+                let incoming = list.state_path.with_extension("incoming");
+                if let Some(dir) = incoming.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                std::fs::write(&incoming, &bytes)
+                    .map_err(|e| ("state", format!("cannot write {}: {e}", incoming.display())))?;
+                drop(bytes);
+                let c = compile(list, incoming.clone()).await;
+                self.metrics.list_compiled(&list.name);
+                if let Some(e) = &c.info.error {
+                    let _ = std::fs::remove_file(&incoming);
+                    return Err(("parse", e.clone()));
+                }
+                Ok(Checked::New {
+                    list: Box::new(c),
+                    file: incoming,
+                    etag,
+                    last_modified,
+                })
+            }
+        }
+    }
+
+    /// A new version passed every check but the shrink rule: apply it, or hold it back.
+    async fn offer(
+        &self,
+        i: usize,
+        list: Box<CompiledList>,
+        file: PathBuf,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    ) {
+        let current = self.policy.load().lists.get(i).map_or(0, |l| l.info.names);
+        let max_shrink = self.lists[i].max_shrink;
+        let floor = (current as f64 * (1.0 - max_shrink)).ceil() as usize;
+        if current > 0 && max_shrink < 1.0 && list.info.names < floor {
+            let reason = format!(
+                "new version has {} names, {:.0}% fewer than the {current} in service (max_shrink {:.0}%); accept it with POST /v1/lists/{}/accept",
+                list.info.names,
+                100.0 * (1.0 - list.info.names as f64 / current as f64),
+                max_shrink * 100.0,
+                self.lists[i].name
+            );
+            warn!(list = %self.lists[i].name, "held back: {reason}");
+            let mut s = self.state(i);
+            s.status.held = Some(Held {
+                names: list.info.names,
+                current_names: current,
+                reason: reason.clone(),
+            });
+            s.status.last_error = Some(reason);
+            s.status.refreshes += 1;
+            // Validators are kept for the held version so the next poll does not refetch it.
+            s.status.etag = etag;
+            s.status.last_modified = last_modified;
+            s.held = Some((Arc::from(list), file));
+            self.metrics.list_failed(&self.lists[i].name, "shrink_held");
+            return;
+        }
+        self.put_in_service(i, Arc::from(list), &file, etag, last_modified)
+            .await;
+    }
+
+    /// Confirm a held-back version.
+    pub async fn accept(&self, i: usize) -> Result<FeedStatus, String> {
+        let _one = self.running[i].lock().await;
+        let held = self.state(i).held.take();
+        let Some((list, file)) = held else {
+            return Err(format!(
+                "list `{}` has no version waiting to be accepted",
+                self.lists[i].name
+            ));
+        };
+        let (etag, modified) = {
+            let s = self.state(i);
+            (s.status.etag.clone(), s.status.last_modified.clone())
+        };
+        self.put_in_service(i, list, &file, etag, modified).await;
+        self.publish_metrics(i);
+        Ok(self.status(i))
+    }
+
+    async fn put_in_service(
+        &self,
+        i: usize,
+        list: Arc<CompiledList>,
+        file: &Path,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    ) {
+        let names = list.info.names;
+        self.promote(i, file, etag.clone(), last_modified.clone());
+        {
+            let _swap = self.swap.lock().await;
+            let current = self.policy.load_full();
+            let mut lists = current.lists.clone();
+            if let Some(slot) = lists.get_mut(i) {
+                *slot = list.clone();
+            }
+            let snapshot = Snapshot::assemble(lists, &self.groups);
+            self.metrics.set_lists(&snapshot);
+            self.policy.store(Arc::new(snapshot));
+        }
+        {
+            let mut s = self.state(i);
+            s.held = None;
+            s.status.held = None;
+            s.status.missing = false;
+            s.status.etag = etag;
+            s.status.last_modified = last_modified;
+        }
+        self.record_success(i, &list);
+        info!(list = %self.lists[i].name, names, "new version in service");
+    }
+
+    /// Save the file a version came from as the last good copy, with its validators.
+    fn promote(&self, i: usize, file: &Path, etag: Option<String>, last_modified: Option<String>) {
+        let state = &self.lists[i].state_path;
+        let meta = SavedMeta {
+            etag,
+            last_modified,
+            saved_at: now_unix(),
+        };
+        if file != state.as_path() {
+            if file.extension().is_some_and(|e| e == "incoming") {
+                if let Err(e) = std::fs::rename(file, state) {
+                    warn!(list = %self.lists[i].name, error = %e, "cannot save the last good copy");
+                }
+            } else {
+                save_copy(file, state, None);
+            }
+        }
+        if let Ok(text) = serde_json::to_string(&meta) {
+            let _ = std::fs::write(meta_path(state), text);
+        }
+    }
+
+    fn record_success(&self, i: usize, list: &CompiledList) {
+        let mut s = self.state(i);
+        s.status.entries = list.info.entries;
+        s.status.names = list.info.names;
+        s.status.format = list.info.format.to_string();
+        s.status.last_success = Some(now_unix());
+        if s.held.is_none() {
+            s.status.last_error = None;
+        }
+        s.status.refreshes += 1;
+    }
+
+    fn record_failure(&self, i: usize, reason: &'static str, message: &str) {
+        warn!(list = %self.lists[i].name, reason, "refresh failed, keeping the version in service: {message}");
+        let mut s = self.state(i);
+        s.status.last_error = Some(message.to_string());
+        s.status.failures += 1;
+        s.status.refreshes += 1;
+        drop(s);
+        self.metrics.list_failed(&self.lists[i].name, reason);
+    }
+
+    /// One list's status, with its age computed now.
+    pub fn status(&self, i: usize) -> FeedStatus {
+        let mut st = self.state(i).status.clone();
+        st.age_seconds = st.last_success.map(|t| now_unix().saturating_sub(t));
+        st
+    }
+
+    pub fn statuses(&self) -> Vec<FeedStatus> {
+        (0..self.lists.len()).map(|i| self.status(i)).collect()
+    }
+
+    /// Refresh the per-list gauges (also called before every /metrics scrape, for the ages).
+    pub fn publish_metrics(&self, i: usize) {
+        let st = self.status(i);
+        self.metrics
+            .list_state(&st.name, st.last_success, st.held.is_some(), st.missing);
+    }
+
+    pub fn publish_all_metrics(&self) {
+        for i in 0..self.lists.len() {
+            self.publish_metrics(i);
+        }
+    }
+}
+
+async fn compile(list: &ListConfig, path: PathBuf) -> CompiledList {
+    let mut list = list.clone();
+    list.path = path;
+    tokio::task::spawn_blocking(move || CompiledList::load(&list))
+        .await
+        .unwrap_or_else(|e| {
+            let mut empty = ListConfig::block("failed", PathBuf::new(), None);
+            empty.path = PathBuf::new();
+            let mut c = CompiledList::load(&empty);
+            c.info.error = Some(format!("compile task failed: {e}"));
+            c
+        })
+}
+
+fn file_stamp(path: &Path) -> Option<(u64, SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// Copy `from` to `to` through a temporary file and a rename, so a crash never leaves a torn
+/// last good copy.
+fn save_copy(from: &Path, to: &Path, meta: Option<&SavedMeta>) {
+    if let Some(dir) = to.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = to.with_extension("tmp");
+    if std::fs::copy(from, &tmp).is_ok() {
+        let _ = std::fs::rename(&tmp, to);
+    }
+    if let Some(meta) = meta
+        && let Ok(text) = serde_json::to_string(meta)
+    {
+        let _ = std::fs::write(meta_path(to), text);
+    }
+}
+
+fn read_meta(state: &Path) -> SavedMeta {
+    std::fs::read_to_string(meta_path(state))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// How long `refresh` waits at most when the API asks for it synchronously.
+pub const API_REFRESH_DEADLINE: Duration = Duration::from_secs(120);
