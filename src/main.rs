@@ -111,7 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let snapshot = Snapshot::load(&config.lists, &config.groups);
             let mut report = String::new();
             check::lists_report(&mut report, &snapshot);
-            print!("{report}");
+            out(&report);
             if let Some(l) = snapshot
                 .lists
                 .iter()
@@ -124,7 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     l.error.as_deref().unwrap_or_default()
                 );
             }
-            println!("{}: OK", file.display());
+            out(&format!("{}: OK\n", file.display()));
             Ok(())
         }
         Command::Lists {
@@ -139,7 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let snapshot = Snapshot::load(&config.lists, &config.groups);
             let report = check::explain(&snapshot, &config.block, &name, client)
                 .map_err(anyhow::Error::msg)?;
-            print!("{report}");
+            out(&report);
             Ok(())
         }
         Command::Lists {
@@ -154,10 +154,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let parsed = formats::parse_bytes(format, &bytes)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            println!("file:            {}", file.display());
-            print!("{}", ListStats::new(format, &parsed));
+            out(&format!("file:            {}\n", file.display()));
+            out(&ListStats::new(format, &parsed).to_string());
             if detected {
-                println!("(format guessed from the first lines; choose it with --format)");
+                out("(format guessed from the first lines; choose it with --format)\n");
             }
             Ok(())
         }
@@ -165,6 +165,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Wait for Ctrl-C or SIGTERM; on SIGHUP, check every list's source now.
+/// Write to stdout, ignoring a closed pipe (`rampart lists check … | head` must not panic).
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 async fn wait_for_stop(feeds: &rampart::feeds::manager::Feeds) {
     #[cfg(unix)]
     {

@@ -295,3 +295,55 @@ async fn unreachable_feed_without_a_saved_copy() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_lists_reload_when_they_change_and_check_explains() {
+    let h = Hierarchy::start().await;
+    let s = TestServer::start(
+        &h,
+        Setup {
+            files: vec![(
+                "live.csv",
+                "domain,category,reference\nfirst.test,gambling,Decision 12/QD\n".into(),
+            )],
+            extra: "[[lists]]\nname = \"live\"\npath = \"live.csv\"\nrefresh = \"50ms\"\nmax_shrink = 1.0\n".into(),
+            ..Setup::default()
+        },
+    )
+    .await;
+    assert!(blocked(&s, "first.test.").await);
+    assert!(!blocked(&s, "second.test.").await);
+
+    // /v1/check explains with list, line, category and reference.
+    let (status, body) = http_get(s.admin, "/v1/check?name=www.First.Test&client=127.0.0.1").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["decision"], "blocked", "{v}");
+    assert_eq!(v["list"], "live");
+    assert_eq!(v["line"], 2);
+    assert_eq!(v["rule"], "first.test");
+    assert_eq!(v["category"], "gambling");
+    assert_eq!(v["reference"], "Decision 12/QD");
+    let (status, _) = http_get(s.admin, "/v1/check?name=bad..name").await;
+    assert_eq!(status, 400);
+
+    // The file changes: the new version is in service without a restart.
+    let path = s.dir.path().join("live.csv");
+    std::fs::write(
+        &path,
+        "domain,category\nfirst.test,gambling\nsecond.test,phishing\n",
+    )
+    .unwrap();
+    assert!(
+        eventually(|| async { blocked(&s, "second.test.").await }).await,
+        "the changed file is reloaded"
+    );
+    // A broken version (an HTML page saved by mistake) keeps the last good list.
+    std::fs::write(&path, "<html><body>404</body></html>\n").unwrap();
+    assert!(
+        eventually(|| async { !lists(&s).await["last_error"].is_null() }).await,
+        "the refused file is reported"
+    );
+    assert!(blocked(&s, "second.test.").await);
+    s.stop().await;
+}

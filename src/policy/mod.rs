@@ -667,10 +667,16 @@ impl Snapshot {
         let Some(l) = self.lists.get(m.list) else {
             return Verdict::BlockAddress;
         };
+        // `extra` is an action index for RPZ and dnsmasq lists and for address triggers, a
+        // provenance index for CSV feeds.
         let own = m
             .hit
             .payload
             .extra
+            .filter(|_| {
+                l.info.format != Format::Csv
+                    || matches!(m.trigger, Trigger::ClientIp | Trigger::ResponseIp)
+            })
             .and_then(|i| l.actions.get(i as usize))
             .map(Verdict::from);
         let base = l
