@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Latency while lists are replaced: dnsperf sends a fixed query rate to Rampart for DURATION s,
+# once with no list changes and once while a 1M-name list is replaced every 5 s (two versions
+# with the same names in a different order, so every swap is a full parse + compile + swap).
+# Reports lost queries and latency percentiles of both runs side by side.
+#
+#   benches/reload.sh DATADIR [RATE] [DURATION]
+#
+# DATADIR: a ../shared/bench/gen-data.py output folder (blocklist.txt and q-blocked.txt are
+# used; every query is a name under a listed entry, answered from the policy, so no upstream
+# is needed). RATE defaults to 20000 qps, DURATION to 30 s. Loopback only; dnsperf from Debian.
+set -euo pipefail
+data=${1:?usage: reload.sh DATADIR [RATE] [DURATION]}
+rate=${2:-20000}
+duration=${3:-30}
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin="$here/target/release/rampart"
+(cd "$here" && cargo build --release --quiet)
+command -v dnsperf >/dev/null || { echo "dnsperf is needed (apt-get install dnsperf)" >&2; exit 2; }
+
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+admin=$(free_port)
+cp "$data/blocklist.txt" "$work/a.txt"
+# Same names, reversed order: a different file that compiles to the same set.
+tac "$data/blocklist.txt" > "$work/b.txt"
+cp "$work/a.txt" "$work/list.txt"
+# Query names from q-blocked.txt (NAME TYPE per line), in dnsperf's format.
+head -n 2000000 "$data/q-blocked.txt" > "$work/queries.txt"
+
+cat > "$work/rampart.toml" <<CONF
+[server]
+listen = ["127.0.0.1:$port"]
+[admin]
+listen = "127.0.0.1:$admin"
+token = "bench"
+[state]
+dir = "$work/state"
+[resolver]
+mode = "forward"
+timeout = "1s"
+[resolver.forward]
+upstreams = ["127.0.0.1:9"]
+[[lists]]
+name = "big"
+path = "$work/list.txt"
+format = "wildcard"
+refresh = "1h"
+max_shrink = 1.0
+CONF
+RUST_LOG=warn "$bin" run --config "$work/rampart.toml" &
+pid=$!
+for _ in $(seq 1 200); do
+  curl -sf "http://127.0.0.1:$admin/health" >/dev/null 2>&1 && break
+  sleep 0.05
+done
+
+# run NAME: dnsperf at RATE for DURATION; per-query latencies from -v, percentiles with awk.
+run() {
+  local name=$1 out="$work/$1.out"
+  timeout -k 5 $((duration + 30)) dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" \
+    -l "$duration" -Q "$rate" -c 8 -q 500 -t 2 -v > "$out" 2>&1 || true
+  local lost sent
+  sent=$(awk '/Queries sent:/ {print $3}' "$out")
+  lost=$(awk '/Queries lost:/ {print $3}' "$out")
+  awk '/^> / { printf "%.3f\n", $NF * 1000 }' "$out" | sort -n > "$work/$name.lat"
+  local n
+  n=$(wc -l < "$work/$name.lat")
+  pct() { sed -n "$(( ($1 * n + 999) / 1000 ))p" "$work/$name.lat"; }
+  printf '%-10s sent=%s lost=%s answered=%s p50_ms=%s p99_ms=%s p99.9_ms=%s max_ms=%s\n' \
+    "$name" "$sent" "$lost" "$n" "$(pct 500)" "$(pct 990)" "$(pct 999)" "$(tail -1 "$work/$name.lat")"
+}
+
+run steady
+# Replace the list every 5 s during the second run.
+(
+  end=$(( $(date +%s) + duration ))
+  v=b
+  while [ "$(date +%s)" -lt "$end" ]; do
+    sleep 5
+    cp "$work/$v.txt" "$work/list.txt.tmp" && mv "$work/list.txt.tmp" "$work/list.txt"
+    curl -sf -X POST -H "Authorization: Bearer bench" "http://127.0.0.1:$admin/v1/lists/big/refresh" >/dev/null || true
+    [ "$v" = b ] && v=a || v=b
+  done
+) &
+reloader=$!
+run reloading
+wait "$reloader" || true
+echo "swaps: $(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^rampart_list_compiles_total\{list="big"\}/ {print $2}') compiles of the 1M list in all"
