@@ -14,5 +14,6 @@ pub mod app;
 pub mod check;
 pub mod config;
 pub mod dns;
+pub mod feeds;
 pub mod metrics;
 pub mod policy;
