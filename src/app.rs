@@ -81,6 +81,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
         block: config.block.clone(),
         max_udp_payload: config.max_udp_payload,
+        feeds: Some(feeds.clone()),
     };
 
     let mut server = Server::new(handler);

@@ -265,6 +265,9 @@ pub struct RawList {
     /// HTTP(S) URL polled every `refresh` (ETag / If-Modified-Since, gzip).
     #[serde(default)]
     pub url: Option<String>,
+    /// An RPZ zone kept current by zone transfer (AXFR, then IXFR on NOTIFY and on `refresh`).
+    #[serde(default)]
+    pub xfr: Option<RawXfr>,
     /// How often the source is checked for a new version.
     #[serde(default, with = "humantime_serde")]
     pub refresh: Option<Duration>,
@@ -308,6 +311,25 @@ pub struct RawList {
     /// entries of CSV feeds may carry their own.
     #[serde(default)]
     pub category: Option<String>,
+}
+
+/// Zone-transfer source of a list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawXfr {
+    /// The primary server, "IP" (port 53) or "IP:port".
+    pub primary: String,
+    /// The zone to transfer, e.g. "rpz.example.".
+    pub zone: String,
+    /// TSIG key name (HMAC-SHA256); set with `tsig_secret`.
+    #[serde(default)]
+    pub tsig_key: Option<String>,
+    /// TSIG secret, base64 as in BIND's `secret "…";`.
+    #[serde(default)]
+    pub tsig_secret: Option<String>,
+    /// Addresses allowed to send NOTIFY for this zone; default: the primary's address.
+    #[serde(default)]
+    pub notify_from: Option<Vec<String>>,
 }
 
 fn default_fetch_timeout() -> Duration {
@@ -375,6 +397,22 @@ pub enum Source {
         timeout: Duration,
         max_size: u64,
     },
+    /// An RPZ zone by AXFR/IXFR from a primary.
+    Xfr(Box<XfrConfig>),
+}
+
+/// A zone-transfer source, validated.
+#[derive(Debug, Clone)]
+pub struct XfrConfig {
+    pub source: crate::feeds::xfr::XfrSource,
+    /// Who may send NOTIFY for the zone.
+    pub notify_from: Vec<ipnet::IpNet>,
+}
+
+impl PartialEq for XfrConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.source.primary == other.source.primary && self.source.zone == other.source.zone
+    }
 }
 
 /// What to do at start-up when a list has neither a saved copy nor a reachable source.
@@ -840,8 +878,58 @@ impl RawConfig {
                 }
             };
             let state_path = resolve(&self.state.dir).join(format!("{}.list", l.name));
-            let (source, path) = match (&l.path, &l.url) {
-                (Some(p), None) => {
+            let (source, path) = match (&l.path, &l.url, &l.xfr) {
+                (None, None, Some(x)) => {
+                    let xkey = |k: &str| format!("lists[{i}].xfr.{k}");
+                    let primary = x
+                        .primary
+                        .parse::<SocketAddr>()
+                        .ok()
+                        .or_else(|| x.primary.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+                        .ok_or_else(|| {
+                            invalid(&xkey("primary"), format!("`{}` is not an IP address or IP:port", x.primary))
+                        })?;
+                    let mut zone = hickory_proto::rr::Name::from_ascii(&x.zone).map_err(|e| {
+                        invalid(&xkey("zone"), format!("`{}` is not a zone name: {e}", x.zone))
+                    })?;
+                    zone.set_fqdn(true);
+                    let tsig = match (&x.tsig_key, &x.tsig_secret) {
+                        (None, None) => None,
+                        (Some(k), Some(s)) => Some(
+                            crate::feeds::xfr::TsigKey::new(k, s)
+                                .map_err(|e| invalid(&xkey("tsig_secret"), e.to_string()))?,
+                        ),
+                        _ => {
+                            return Err(invalid(
+                                &xkey("tsig_key"),
+                                "set both tsig_key and tsig_secret, or neither".into(),
+                            ));
+                        }
+                    };
+                    let notify_from = match &x.notify_from {
+                        None => vec![ipnet::IpNet::from(primary.ip())],
+                        Some(list) => {
+                            let mut out = Vec::new();
+                            for (j, n) in list.iter().enumerate() {
+                                out.push(parse_net(n).ok_or_else(|| {
+                                    invalid(&format!("lists[{i}].xfr.notify_from[{j}]"), format!("`{n}` is not an address or network"))
+                                })?);
+                            }
+                            out
+                        }
+                    };
+                    let source = Source::Xfr(Box::new(XfrConfig {
+                        source: crate::feeds::xfr::XfrSource {
+                            primary,
+                            zone,
+                            tsig,
+                            timeout: l.timeout,
+                        },
+                        notify_from,
+                    }));
+                    (source, state_path.clone())
+                }
+                (Some(p), None, None) => {
                     let path = resolve(p);
                     if !path.is_file() {
                         return Err(invalid(
@@ -851,7 +939,7 @@ impl RawConfig {
                     }
                     (Source::File(path.clone()), path)
                 }
-                (None, Some(url)) => {
+                (None, Some(url), None) => {
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
                         return Err(invalid(
                             &key("url"),
@@ -868,14 +956,21 @@ impl RawConfig {
                 _ => {
                     return Err(invalid(
                         &key("path"),
-                        "set exactly one of `path` (a local file) and `url` (an HTTP feed)".into(),
+                        "set exactly one of `path` (a local file), `url` (an HTTP feed) and `xfr` (an RPZ zone transfer)".into(),
                     ));
                 }
             };
             let refresh = l.refresh.unwrap_or(match source {
                 Source::File(_) => Duration::from_secs(10),
                 Source::Http { .. } => Duration::from_secs(300),
+                Source::Xfr(_) => Duration::from_secs(60),
             });
+            // A zone transfer always brings an RPZ zone.
+            let format = if matches!(source, Source::Xfr(_)) {
+                Some(Format::Rpz)
+            } else {
+                l.format
+            };
             if refresh < Duration::from_millis(10) {
                 return Err(invalid(&key("refresh"), "must be at least 10ms".into()));
             }
@@ -898,7 +993,7 @@ impl RawConfig {
             lists.push(ListConfig {
                 name: l.name,
                 path,
-                format: l.format,
+                format,
                 kind,
                 exact,
                 action,

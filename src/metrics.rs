@@ -27,6 +27,8 @@ pub enum Outcome {
     /// Malformed request or unsupported opcode.
     FormErr,
     NotImp,
+    /// A NOTIFY from a zone-transfer primary, acknowledged.
+    Notify,
 }
 
 impl Outcome {
@@ -39,6 +41,7 @@ impl Outcome {
             Self::Refused => "refused",
             Self::FormErr => "formerr",
             Self::NotImp => "notimp",
+            Self::Notify => "notify",
         }
     }
 }
@@ -66,6 +69,9 @@ pub struct Metrics {
     list_age: IntGaugeVec,
     list_held: IntGaugeVec,
     list_missing: IntGaugeVec,
+    list_serial: IntGaugeVec,
+    notify_to_service: Histogram,
+    pub notifies: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -225,6 +231,27 @@ impl Metrics {
             ),
             &["list"],
         )?;
+        let list_serial = IntGaugeVec::new(
+            Opts::new(
+                "rampart_list_serial",
+                "SOA serial of each zone-transfer list in service.",
+            ),
+            &["list"],
+        )?;
+        let notify_to_service = Histogram::with_opts(
+            HistogramOpts::new(
+                "rampart_notify_to_service_seconds",
+                "Time from a NOTIFY to the new version of the zone in service.",
+            )
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        )?;
+        let notifies = IntCounterVec::new(
+            Opts::new(
+                "rampart_notifies_total",
+                "NOTIFY messages received, by result (accepted, refused, unknown_zone).",
+            ),
+            &["result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "rampart_build_info",
@@ -256,6 +283,9 @@ impl Metrics {
         registry.register(Box::new(list_age.clone()))?;
         registry.register(Box::new(list_held.clone()))?;
         registry.register(Box::new(list_missing.clone()))?;
+        registry.register(Box::new(list_serial.clone()))?;
+        registry.register(Box::new(notify_to_service.clone()))?;
+        registry.register(Box::new(notifies.clone()))?;
 
         // Pre-create the common series so dashboards see zeros rather than gaps.
         for reason in ["timeout", "error"] {
@@ -282,6 +312,9 @@ impl Metrics {
             list_age,
             list_held,
             list_missing,
+            list_serial,
+            notify_to_service,
+            notifies,
         })
     }
 
@@ -311,6 +344,16 @@ impl Metrics {
 
     pub fn allowlisted_by(&self, list: &str) {
         self.allowlisted.with_label_values(&[list]).inc();
+    }
+
+    pub fn notify_to_service(&self, elapsed: std::time::Duration) {
+        self.notify_to_service.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn list_serial(&self, list: &str, serial: u32) {
+        self.list_serial
+            .with_label_values(&[list])
+            .set(i64::from(serial));
     }
 
     pub fn list_refreshed(&self, list: &str) {

@@ -34,6 +34,7 @@ use super::{
 };
 use crate::{
     config::BlockConfig,
+    feeds::manager::{Feeds, NotifyResult},
     metrics::{Metrics, Outcome, qtype_label},
     policy::{Decision, Match, QueryName, Snapshot, Verdict},
 };
@@ -48,6 +49,8 @@ pub struct DnsHandler {
     pub block: BlockConfig,
     /// Our EDNS UDP payload limit (the smaller of this and the client's is used).
     pub max_udp_payload: u16,
+    /// The list updater, told about NOTIFYs for zone-transfer lists.
+    pub feeds: Option<Arc<Feeds>>,
 }
 
 impl std::fmt::Debug for DnsHandler {
@@ -184,6 +187,9 @@ impl RequestHandler for DnsHandler {
 
 impl DnsHandler {
     async fn run(&self, request: &Request) -> (Reply, Outcome) {
+        if request.metadata.op_code == OpCode::Notify {
+            return self.notify(request);
+        }
         if request.metadata.op_code != OpCode::Query {
             return (Reply::empty(ResponseCode::NotImp), Outcome::NotImp);
         }
@@ -343,6 +349,27 @@ impl DnsHandler {
             }
         }
         reply
+    }
+
+    /// A NOTIFY (RFC 1996) from a primary: acknowledged when it is for a zone-transfer list and
+    /// comes from an address allowed to notify it; that list is then checked at once.
+    fn notify(&self, request: &Request) -> (Reply, Outcome) {
+        let [query] = request.queries.queries() else {
+            return (Reply::empty(ResponseCode::FormErr), Outcome::FormErr);
+        };
+        let Some(feeds) = &self.feeds else {
+            return (Reply::empty(ResponseCode::Refused), Outcome::Refused);
+        };
+        match feeds.notify(query.original().name(), request.src().ip()) {
+            NotifyResult::Accepted => {
+                info!(zone = %query.original().name(), from = %request.src(), "NOTIFY accepted");
+                (Reply::empty(ResponseCode::NoError), Outcome::Notify)
+            }
+            NotifyResult::Refused | NotifyResult::UnknownZone => {
+                info!(zone = %query.original().name(), from = %request.src(), "NOTIFY refused");
+                (Reply::empty(ResponseCode::Refused), Outcome::Refused)
+            }
+        }
     }
 
     fn report_logged(&self, snapshot: &Snapshot, logged: Option<Match>, qname: &Name) {

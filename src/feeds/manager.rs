@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::http::{self, Fetched};
+use super::{
+    http::{self, Fetched},
+    xfr::{self, Transfer, Zone},
+};
 use crate::{
     config::{GroupConfig, ListConfig, OnMissing, Source},
     metrics::Metrics,
@@ -41,6 +44,8 @@ pub struct FeedStatus {
     pub names: usize,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// SOA serial of a zone-transfer list in service.
+    pub serial: Option<u32>,
     /// Unix seconds of the last successful check (new version or confirmed unchanged).
     pub last_success: Option<u64>,
     /// Seconds since then.
@@ -75,6 +80,12 @@ struct FeedState {
     file_stamp: Option<(u64, SystemTime)>,
     /// A compiled version waiting for `accept`, and the file it came from.
     held: Option<(Arc<CompiledList>, PathBuf)>,
+    /// The zone of a zone-transfer list as last put in service (the base for IXFR).
+    zone: Option<Zone>,
+    /// The zone a held-back version came from.
+    held_zone: Option<Zone>,
+    /// When a NOTIFY arrived that has not yet led to a version in service.
+    notified_at: Option<std::time::Instant>,
 }
 
 /// The list updater. Cheap to share (`Arc`).
@@ -110,11 +121,23 @@ fn source_text(s: &Source) -> String {
     match s {
         Source::File(p) => p.display().to_string(),
         Source::Http { url, .. } => url.clone(),
+        Source::Xfr(x) => format!("xfr://{}/{}", x.source.primary, x.source.zone),
     }
 }
 
 fn meta_path(state: &Path) -> PathBuf {
     state.with_extension("meta.json")
+}
+
+/// What became of a NOTIFY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyResult {
+    /// A refresh of the zone's list was triggered.
+    Accepted,
+    /// The zone is known but the sender may not notify it.
+    Refused,
+    /// No list is fed by that zone.
+    UnknownZone,
 }
 
 /// Outcome of checking a source once.
@@ -126,6 +149,8 @@ enum Checked {
         file: PathBuf,
         etag: Option<String>,
         last_modified: Option<String>,
+        /// For zone transfers: the zone the version was rendered from.
+        zone: Option<Box<Zone>>,
     },
 }
 
@@ -147,6 +172,9 @@ impl Feeds {
                     },
                     file_stamp: None,
                     held: None,
+                    zone: None,
+                    held_zone: None,
+                    notified_at: None,
                 })
             })
             .collect();
@@ -202,18 +230,21 @@ impl Feeds {
                 }
                 Some(c)
             }
-            Source::Http { .. } if saved => None,
-            Source::Http { .. } => match self.check(i).await {
+            Source::Http { .. } | Source::Xfr(_) if saved => None,
+            Source::Http { .. } | Source::Xfr(_) => match self.check(i).await {
                 Ok(Checked::New {
                     list: c,
                     file,
                     etag,
                     last_modified,
+                    zone,
                 }) => {
                     self.promote(i, &file, etag.clone(), last_modified.clone());
                     let mut s = self.state(i);
                     s.status.etag = etag;
                     s.status.last_modified = last_modified;
+                    s.status.serial = zone.as_ref().map(|z| z.serial());
+                    s.zone = zone.map(|z| *z);
                     drop(s);
                     Some(*c)
                 }
@@ -300,6 +331,40 @@ impl Feeds {
             .collect()
     }
 
+    /// A NOTIFY for `zone` from `from`: when a zone-transfer list has that zone and `from` may
+    /// notify, its task checks the primary at once. The NOTIFY itself is not trusted beyond
+    /// that: the transfer it triggers is authenticated (TSIG) on its own.
+    pub fn notify(&self, zone: &hickory_proto::rr::Name, from: std::net::IpAddr) -> NotifyResult {
+        let mut known = false;
+        for (i, list) in self.lists.iter().enumerate() {
+            let Source::Xfr(x) = &list.source else {
+                continue;
+            };
+            // `Name` compares case-insensitively.
+            if x.source.zone != *zone {
+                continue;
+            }
+            known = true;
+            if x.notify_from.iter().any(|n| n.contains(&from)) {
+                self.state(i).notified_at.get_or_insert_with(std::time::Instant::now);
+                self.triggers[i].notify_one();
+                self.metrics.notifies.with_label_values(&["accepted"]).inc();
+                return NotifyResult::Accepted;
+            }
+        }
+        let result = if known {
+            NotifyResult::Refused
+        } else {
+            NotifyResult::UnknownZone
+        };
+        let label = match result {
+            NotifyResult::Refused => "refused",
+            _ => "unknown_zone",
+        };
+        self.metrics.notifies.with_label_values(&[label]).inc();
+        result
+    }
+
     /// Ask every list's task to check its source now (SIGHUP).
     pub fn trigger_all(&self) {
         for t in &self.triggers {
@@ -322,7 +387,8 @@ impl Feeds {
                 file,
                 etag,
                 last_modified,
-            }) => self.offer(i, list, file, etag, last_modified).await,
+                zone,
+            }) => self.offer(i, list, file, etag, last_modified, zone).await,
             Err((reason, message)) => self.record_failure(i, reason, &message),
         }
         self.metrics.list_refreshed(&self.lists[i].name);
@@ -352,6 +418,61 @@ impl Feeds {
                     file: path.clone(),
                     etag: None,
                     last_modified: None,
+                    zone: None,
+                })
+            }
+            Source::Xfr(x) => {
+                let current = self.state(i).zone.clone();
+                let zone = match &current {
+                    Some(z) => {
+                        // The SOA query is cheap; transfer only when the serial moved.
+                        let serial = xfr::soa_serial(&x.source)
+                            .await
+                            .map_err(|e| (xfr_reason(&e), e.to_string()))?;
+                        if serial == z.serial() {
+                            return Ok(Checked::Unchanged);
+                        }
+                        match xfr::fetch(&x.source, Some(z))
+                            .await
+                            .map_err(|e| (xfr_reason(&e), e.to_string()))?
+                        {
+                            Transfer::UpToDate => return Ok(Checked::Unchanged),
+                            Transfer::Full(zone) => zone,
+                            Transfer::Incremental(diffs) => {
+                                let mut zone = z.clone();
+                                for d in &diffs {
+                                    zone.apply(d).map_err(|e| ("xfr", e.to_string()))?;
+                                }
+                                zone
+                            }
+                        }
+                    }
+                    None => match xfr::fetch(&x.source, None)
+                        .await
+                        .map_err(|e| (xfr_reason(&e), e.to_string()))?
+                    {
+                        Transfer::Full(zone) => zone,
+                        _ => return Err(("xfr", "the primary did not send the zone".into())),
+                    },
+                };
+                let incoming = list.state_path.with_extension("incoming");
+                if let Some(dir) = incoming.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                std::fs::write(&incoming, zone.to_zone_text())
+                    .map_err(|e| ("state", format!("cannot write {}: {e}", incoming.display())))?;
+                let c = compile(list, incoming.clone()).await;
+                self.metrics.list_compiled(&list.name);
+                if let Some(e) = &c.info.error {
+                    let _ = std::fs::remove_file(&incoming);
+                    return Err(("parse", e.clone()));
+                }
+                Ok(Checked::New {
+                    list: Box::new(c),
+                    file: incoming,
+                    etag: None,
+                    last_modified: None,
+                    zone: Some(Box::new(zone)),
                 })
             }
             Source::Http {
@@ -399,6 +520,7 @@ impl Feeds {
                     file: incoming,
                     etag,
                     last_modified,
+                    zone: None,
                 })
             }
         }
@@ -412,6 +534,7 @@ impl Feeds {
         file: PathBuf,
         etag: Option<String>,
         last_modified: Option<String>,
+        zone: Option<Box<Zone>>,
     ) {
         let current = self.policy.load().lists.get(i).map_or(0, |l| l.info.names);
         let max_shrink = self.lists[i].max_shrink;
@@ -437,8 +560,14 @@ impl Feeds {
             s.status.etag = etag;
             s.status.last_modified = last_modified;
             s.held = Some((Arc::from(list), file));
+            s.held_zone = zone.map(|z| *z);
             self.metrics.list_failed(&self.lists[i].name, "shrink_held");
             return;
+        }
+        if let Some(zone) = zone {
+            let mut s = self.state(i);
+            s.status.serial = Some(zone.serial());
+            s.zone = Some(*zone);
         }
         self.put_in_service(i, Arc::from(list), &file, etag, last_modified)
             .await;
@@ -448,6 +577,13 @@ impl Feeds {
     pub async fn accept(&self, i: usize) -> Result<FeedStatus, String> {
         let _one = self.running[i].lock().await;
         let held = self.state(i).held.take();
+        {
+            let mut s = self.state(i);
+            if let Some(zone) = s.held_zone.take() {
+                s.status.serial = Some(zone.serial());
+                s.zone = Some(zone);
+            }
+        }
         let Some((list, file)) = held else {
             return Err(format!(
                 "list `{}` has no version waiting to be accepted",
@@ -493,6 +629,10 @@ impl Feeds {
             s.status.last_modified = last_modified;
         }
         self.record_success(i, &list);
+        let notified = self.state(i).notified_at.take();
+        if let Some(t) = notified {
+            self.metrics.notify_to_service(t.elapsed());
+        }
         info!(list = %self.lists[i].name, names, "new version in service");
     }
 
@@ -554,6 +694,9 @@ impl Feeds {
     /// Refresh the per-list gauges (also called before every /metrics scrape, for the ages).
     pub fn publish_metrics(&self, i: usize) {
         let st = self.status(i);
+        if let Some(serial) = st.serial {
+            self.metrics.list_serial(&st.name, serial);
+        }
         self.metrics
             .list_state(&st.name, st.last_success, st.held.is_some(), st.missing);
     }
@@ -627,6 +770,18 @@ async fn compile(list: &ListConfig, path: PathBuf) -> CompiledList {
             c.info.error = Some(format!("compile task failed: {e}"));
             c
         })
+}
+
+/// Metric reason for a failed zone transfer.
+fn xfr_reason(e: &xfr::XfrError) -> &'static str {
+    let text = e.to_string();
+    if text.contains("TSIG") {
+        "tsig"
+    } else if text.contains("timed out") || text.contains("timeout") {
+        "timeout"
+    } else {
+        "xfr"
+    }
 }
 
 fn file_stamp(path: &Path) -> Option<(u64, SystemTime)> {
