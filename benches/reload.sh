@@ -53,7 +53,8 @@ format = "wildcard"
 refresh = "1h"
 max_shrink = 1.0
 CONF
-RUST_LOG=warn "$bin" run --config "$work/rampart.toml" &
+# Pinned like ../shared/bench: the server on SERVER_CPUS, dnsperf on LOADGEN_CPUS.
+taskset -c "${SERVER_CPUS:-0}" env RUST_LOG=warn "$bin" run --config "$work/rampart.toml" &
 pid=$!
 for _ in $(seq 1 200); do
   curl -sf "http://127.0.0.1:$admin/health" >/dev/null 2>&1 && break
@@ -63,7 +64,7 @@ done
 # run NAME: dnsperf at RATE for DURATION; per-query latencies from -v, percentiles with awk.
 run() {
   local name=$1 out="$work/$1.out"
-  timeout -k 5 $((duration + 30)) dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" \
+  timeout -k 5 $((duration + 30)) taskset -c "${LOADGEN_CPUS:-1}" dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" \
     -l "$duration" -Q "$rate" -c 8 -q 500 -t 2 -v > "$out" 2>&1 || true
   local lost sent
   sent=$(awk '/Queries sent:/ {print $3}' "$out")

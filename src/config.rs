@@ -885,12 +885,23 @@ impl RawConfig {
                         .primary
                         .parse::<SocketAddr>()
                         .ok()
-                        .or_else(|| x.primary.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+                        .or_else(|| {
+                            x.primary
+                                .parse::<IpAddr>()
+                                .ok()
+                                .map(|ip| SocketAddr::new(ip, 53))
+                        })
                         .ok_or_else(|| {
-                            invalid(&xkey("primary"), format!("`{}` is not an IP address or IP:port", x.primary))
+                            invalid(
+                                &xkey("primary"),
+                                format!("`{}` is not an IP address or IP:port", x.primary),
+                            )
                         })?;
                     let mut zone = hickory_proto::rr::Name::from_ascii(&x.zone).map_err(|e| {
-                        invalid(&xkey("zone"), format!("`{}` is not a zone name: {e}", x.zone))
+                        invalid(
+                            &xkey("zone"),
+                            format!("`{}` is not a zone name: {e}", x.zone),
+                        )
                     })?;
                     zone.set_fqdn(true);
                     let tsig = match (&x.tsig_key, &x.tsig_secret) {
@@ -912,7 +923,10 @@ impl RawConfig {
                             let mut out = Vec::new();
                             for (j, n) in list.iter().enumerate() {
                                 out.push(parse_net(n).ok_or_else(|| {
-                                    invalid(&format!("lists[{i}].xfr.notify_from[{j}]"), format!("`{n}` is not an address or network"))
+                                    invalid(
+                                        &format!("lists[{i}].xfr.notify_from[{j}]"),
+                                        format!("`{n}` is not an address or network"),
+                                    )
                                 })?);
                             }
                             out

@@ -243,7 +243,9 @@ impl Metrics {
                 "rampart_notify_to_service_seconds",
                 "Time from a NOTIFY to the new version of the zone in service.",
             )
-            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
         )?;
         let notifies = IntCounterVec::new(
             Opts::new(
