@@ -28,42 +28,10 @@ primary=$(free_port)
 ports=()
 for _ in $(seq "$nodes"); do ports+=("$(free_port)"); done
 
-also=""
-for p in "${ports[@]}"; do also="$also 127.0.0.1 port $p;"; done
-cat > "$work/rpz.zone" <<ZONE
-\$TTL 60
-@ SOA localhost. root.localhost. 1 3600 600 86400 60
-  NS localhost.
-seed.fleet.test CNAME .
-ZONE
-cat > "$work/named.conf" <<CONF
-key "fleet" { algorithm hmac-sha256; secret "$secret"; };
-options {
-  directory "$work";
-  pid-file "$work/named.pid";
-  session-keyfile "$work/session.key";
-  listen-on port $primary { 127.0.0.1; };
-  listen-on-v6 { none; };
-  recursion no;
-  notify explicit;
-  notify-delay 0;
-  notify-rate 1000;
-  dnssec-validation no;
-};
-zone "rpz.fleet." {
-  type primary;
-  file "$work/rpz.zone";
-  allow-transfer { key fleet; };
-  allow-update { key fleet; };
-  also-notify {$also };
-};
-CONF
-named -g -c "$work/named.conf" -n 1 > "$work/named.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do
-  dig +short +time=1 +tries=1 @127.0.0.1 -p "$primary" rpz.fleet. SOA >/dev/null 2>&1 && break
-  sleep 0.05
-done
+# shellcheck source=benches/primary.sh
+. "$here/benches/primary.sh"
+start_primary "$work" "$primary" rpz.fleet. "$secret" "${ports[@]}"
+pids+=("$PRIMARY_PID")
 
 for n in $(seq 0 $((nodes - 1))); do
   mkdir -p "$work/node$n"
@@ -81,7 +49,7 @@ timeout = "300ms"
 upstreams = ["127.0.0.1:$primary"]
 [[lists]]
 name = "fleet"
-xfr = { primary = "127.0.0.1:$primary", zone = "rpz.fleet.", tsig_key = "fleet", tsig_secret = "$secret" }
+xfr = { primary = "127.0.0.1:$primary", zone = "rpz.fleet.", tsig_key = "bench", tsig_secret = "$secret" }
 refresh = "1h"
 CONF
   RUST_LOG=${NODE_LOG:-warn} "$bin" run --config "$work/node$n/rampart.toml" 2>"$work/node$n/log" &
@@ -89,7 +57,7 @@ CONF
 done
 for p in "${ports[@]}"; do
   for _ in $(seq 200); do
-    dig +time=1 +tries=1 @127.0.0.1 -p "$p" seed.fleet.test A 2>/dev/null | grep -q "status: NXDOMAIN" && break
+    dig +time=1 +tries=1 @127.0.0.1 -p "$p" seed.primary.test A 2>/dev/null | grep -q "status: NXDOMAIN" && break
     sleep 0.05
   done
 done
@@ -111,12 +79,10 @@ echo "nodes=$nodes primary=BIND $(named -v | head -1)"
 for r in $(seq "$rounds"); do
   name="r$r.fleet.test"
   start=$(ms)
-  printf 'server 127.0.0.1 %s\nzone rpz.fleet.\nupdate add %s.rpz.fleet. 60 CNAME .\nsend\n' "$primary" "$name" \
-    | nsupdate -y "hmac-sha256:fleet:$secret"
+  zone_update "$primary" rpz.fleet. "$secret" "update add $name.rpz.fleet. 60 CNAME ."
   add=$(wait_all NXDOMAIN "$name")
   start=$(ms)
-  printf 'server 127.0.0.1 %s\nzone rpz.fleet.\nupdate delete %s.rpz.fleet. CNAME\nsend\n' "$primary" "$name" \
-    | nsupdate -y "hmac-sha256:fleet:$secret"
+  zone_update "$primary" rpz.fleet. "$secret" "update delete $name.rpz.fleet. CNAME"
   # The upstream is the primary itself (recursion off): a name the policy lets through gets
   # REFUSED there, so SERVFAIL here, at once.
   del=$(wait_all SERVFAIL "$name")

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Latency while lists are replaced: dnsperf sends a fixed query rate to Rampart for DURATION s,
 # once with no list changes and once while a 1M-name list is replaced every 5 s (two versions
-# with the same names in a different order, so every swap is a full parse + compile + swap).
-# Reports lost queries and latency percentiles of both runs side by side.
+# with the same names in a different order, so every swap is a full parse + compile + swap) and
+# an RPZ zone on a BIND primary changes every second (NOTIFY, IXFR, swap). Reports lost queries
+# and latency percentiles of both runs side by side.
 #
 #   benches/reload.sh DATADIR [RATE] [DURATION]
 #
 # DATADIR: a ../shared/bench/gen-data.py output folder (blocklist.txt and q-blocked.txt are
 # used; every query is a name under a listed entry, answered from the policy, so no upstream
-# is needed). RATE defaults to 20000 qps, DURATION to 30 s. Loopback only; dnsperf from Debian.
+# is needed). RATE defaults to 20000 qps, DURATION to 30 s. Loopback only; dnsperf, bind9,
+# bind9-utils and bind9-dnsutils from Debian.
 set -euo pipefail
 data=${1:?usage: reload.sh DATADIR [RATE] [DURATION]}
 rate=${2:-20000}
@@ -16,16 +18,28 @@ duration=${3:-30}
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin="$here/target/release/rampart"
 (cd "$here" && cargo build --release --quiet)
-command -v dnsperf >/dev/null || { echo "dnsperf is needed (apt-get install dnsperf)" >&2; exit 2; }
+for tool in dnsperf named nsupdate dig; do
+  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install dnsperf bind9 bind9-utils bind9-dnsutils)" >&2; exit 2; }
+done
 
 work=$(mktemp -d)
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+PRIMARY_PID=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  [ -n "$PRIMARY_PID" ] && kill "$PRIMARY_PID" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
+# shellcheck source=benches/primary.sh
+. "$here/benches/primary.sh"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 admin=$(free_port)
+primary=$(free_port)
+secret=$(head -c 32 /dev/urandom | base64)
+start_primary "$work" "$primary" rpz.reload. "$secret" "$port"
 cp "$data/blocklist.txt" "$work/a.txt"
 # Same names, reversed order: a different file that compiles to the same set.
 tac "$data/blocklist.txt" > "$work/b.txt"
@@ -52,6 +66,10 @@ path = "$work/list.txt"
 format = "wildcard"
 refresh = "1h"
 max_shrink = 1.0
+[[lists]]
+name = "feed"
+xfr = { primary = "127.0.0.1:$primary", zone = "rpz.reload.", tsig_key = "bench", tsig_secret = "$secret" }
+refresh = "1h"
 CONF
 # Pinned like ../shared/bench: the server on SERVER_CPUS, dnsperf on LOADGEN_CPUS.
 taskset -c "${SERVER_CPUS:-0}" env RUST_LOG=warn "$bin" run --config "$work/rampart.toml" &
@@ -90,6 +108,20 @@ run steady
   done
 ) &
 reloader=$!
+# ... and change the RPZ zone every second.
+(
+  end=$(( $(date +%s) + duration ))
+  k=0
+  while [ "$(date +%s)" -lt "$end" ]; do
+    sleep 1
+    k=$((k + 1))
+    zone_update "$primary" rpz.reload. "$secret" "update add n$k.reload.test.rpz.reload. 60 CNAME ." >/dev/null 2>&1 || true
+  done
+) &
+updater=$!
 run reloading
-wait "$reloader" || true
-echo "swaps: $(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^rampart_list_compiles_total\{list="big"\}/ {print $2}') compiles of the 1M list in all"
+wait "$reloader" "$updater" || true
+metrics=$(curl -s "http://127.0.0.1:$admin/metrics")
+echo "swaps: $(echo "$metrics" | awk '/^rampart_list_compiles_total\{list="big"\}/ {print $2}') compiles of the 1M list," \
+  "$(echo "$metrics" | awk '/^rampart_list_compiles_total\{list="feed"\}/ {print $2}') of the RPZ feed (serial $(echo "$metrics" | awk '/^rampart_list_serial\{list="feed"\}/ {print $2}'))," \
+  "NOTIFY to service p50 via rampart_notify_to_service_seconds: $(echo "$metrics" | awk '/^rampart_notify_to_service_seconds_(sum|count)/ {v[$1]=$2} END {if (v["rampart_notify_to_service_seconds_count"]) printf "%.1f ms mean", 1000*v["rampart_notify_to_service_seconds_sum"]/v["rampart_notify_to_service_seconds_count"]}')"

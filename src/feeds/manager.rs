@@ -226,7 +226,8 @@ impl Feeds {
                 let c = compile(list, path.clone()).await;
                 if c.info.error.is_none() {
                     self.state(i).file_stamp = file_stamp(path);
-                    save_copy(path, &list.state_path, None);
+                    let (from, to) = (path.clone(), list.state_path.clone());
+                    let _ = tokio::task::spawn_blocking(move || save_copy(&from, &to)).await;
                 }
                 Some(c)
             }
@@ -239,7 +240,8 @@ impl Feeds {
                     last_modified,
                     zone,
                 }) => {
-                    self.promote(i, &file, etag.clone(), last_modified.clone());
+                    self.promote(i, &file, etag.clone(), last_modified.clone())
+                        .await;
                     let mut s = self.state(i);
                     s.status.etag = etag;
                     s.status.last_modified = last_modified;
@@ -458,11 +460,7 @@ impl Feeds {
                     },
                 };
                 let incoming = list.state_path.with_extension("incoming");
-                if let Some(dir) = incoming.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                std::fs::write(&incoming, zone.to_zone_text())
-                    .map_err(|e| ("state", format!("cannot write {}: {e}", incoming.display())))?;
+                write_blocking(&incoming, zone.to_zone_text().into_bytes()).await?;
                 let c = compile(list, incoming.clone()).await;
                 self.metrics.list_compiled(&list.name);
                 if let Some(e) = &c.info.error {
@@ -505,12 +503,7 @@ impl Feeds {
                     } => (bytes, etag, last_modified),
                 };
                 let incoming = list.state_path.with_extension("incoming");
-                if let Some(dir) = incoming.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                std::fs::write(&incoming, &bytes)
-                    .map_err(|e| ("state", format!("cannot write {}: {e}", incoming.display())))?;
-                drop(bytes);
+                write_blocking(&incoming, bytes).await?;
                 let c = compile(list, incoming.clone()).await;
                 self.metrics.list_compiled(&list.name);
                 if let Some(e) = &c.info.error {
@@ -610,7 +603,8 @@ impl Feeds {
         last_modified: Option<String>,
     ) {
         let names = list.info.names;
-        self.promote(i, file, etag.clone(), last_modified.clone());
+        self.promote(i, file, etag.clone(), last_modified.clone())
+            .await;
         {
             let _swap = self.swap.lock().await;
             let current = self.policy.load_full();
@@ -620,7 +614,9 @@ impl Feeds {
             }
             let snapshot = Snapshot::assemble(lists, &self.groups);
             self.metrics.set_lists(&snapshot);
-            self.policy.store(Arc::new(snapshot));
+            let old = self.policy.swap(Arc::new(snapshot));
+            drop(current);
+            retire(old);
         }
         {
             let mut s = self.state(i);
@@ -639,24 +635,41 @@ impl Feeds {
     }
 
     /// Save the file a version came from as the last good copy, with its validators.
-    fn promote(&self, i: usize, file: &Path, etag: Option<String>, last_modified: Option<String>) {
-        let state = &self.lists[i].state_path;
+    /// Save the file a version came from as the last good copy, with its validators. File I/O
+    /// (a copy of a large list takes milliseconds) runs on a blocking thread, not a query
+    /// worker.
+    async fn promote(
+        &self,
+        i: usize,
+        file: &Path,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    ) {
+        let state = self.lists[i].state_path.clone();
+        let name = self.lists[i].name.clone();
+        let file = file.to_path_buf();
         let meta = SavedMeta {
             etag,
             last_modified,
             saved_at: now_unix(),
         };
-        if file != state.as_path() {
-            if file.extension().is_some_and(|e| e == "incoming") {
-                if let Err(e) = std::fs::rename(file, state) {
-                    warn!(list = %self.lists[i].name, error = %e, "cannot save the last good copy");
+        let saved = tokio::task::spawn_blocking(move || {
+            if file != state {
+                if file.extension().is_some_and(|e| e == "incoming") {
+                    if let Err(e) = std::fs::rename(&file, &state) {
+                        warn!(list = %name, error = %e, "cannot save the last good copy");
+                    }
+                } else {
+                    save_copy(&file, &state);
                 }
-            } else {
-                save_copy(file, state, None);
             }
-        }
-        if let Ok(text) = serde_json::to_string(&meta) {
-            let _ = std::fs::write(meta_path(state), text);
+            if let Ok(text) = serde_json::to_string(&meta) {
+                let _ = std::fs::write(meta_path(&state), text);
+            }
+        })
+        .await;
+        if let Err(e) = saved {
+            warn!(list = %self.lists[i].name, error = %e, "saving the last good copy failed");
         }
     }
 
@@ -750,6 +763,20 @@ fn compiler() -> &'static Mutex<std::sync::mpsc::Sender<Job>> {
     })
 }
 
+/// How long a replaced snapshot is kept before it is freed: longer than any query holds one
+/// (the resolver deadline), so the last reference is ours and the free happens here.
+const RETIRE_AFTER: Duration = Duration::from_secs(15);
+
+/// Free a replaced snapshot later, on a blocking thread. Freeing a million-name list returns
+/// tens of MB to the kernel, which stalls the freeing thread for milliseconds; on a query
+/// worker that showed up as lost queries and a p99 spike at every swap.
+fn retire(old: Arc<Snapshot>) {
+    tokio::spawn(async move {
+        tokio::time::sleep(RETIRE_AFTER).await;
+        let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+    });
+}
+
 /// How long a compile may wait for idle CPU before it runs at normal priority.
 const COMPILE_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -799,20 +826,29 @@ fn file_stamp(path: &Path) -> Option<(u64, SystemTime)> {
     Some((m.len(), m.modified().ok()?))
 }
 
+/// Write a downloaded version to disk on a blocking thread (not a query worker).
+async fn write_blocking(path: &Path, bytes: Vec<u8>) -> Result<(), (&'static str, String)> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(&path, bytes)
+            .map_err(|e| ("state", format!("cannot write {}: {e}", path.display())))
+    })
+    .await
+    .map_err(|e| ("state", e.to_string()))?
+}
+
 /// Copy `from` to `to` through a temporary file and a rename, so a crash never leaves a torn
 /// last good copy.
-fn save_copy(from: &Path, to: &Path, meta: Option<&SavedMeta>) {
+fn save_copy(from: &Path, to: &Path) {
     if let Some(dir) = to.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
     let tmp = to.with_extension("tmp");
     if std::fs::copy(from, &tmp).is_ok() {
         let _ = std::fs::rename(&tmp, to);
-    }
-    if let Some(meta) = meta
-        && let Ok(text) = serde_json::to_string(meta)
-    {
-        let _ = std::fs::write(meta_path(to), text);
     }
 }
 
