@@ -9,3 +9,4 @@ mod lists_stats;
 mod metrics;
 mod resolve;
 mod rpz;
+mod zone_transfer;

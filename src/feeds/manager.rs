@@ -71,6 +71,8 @@ pub struct Held {
 struct SavedMeta {
     etag: Option<String>,
     last_modified: Option<String>,
+    #[serde(default)]
+    serial: Option<u32>,
     saved_at: u64,
 }
 
@@ -240,14 +242,14 @@ impl Feeds {
                     last_modified,
                     zone,
                 }) => {
-                    self.promote(i, &file, etag.clone(), last_modified.clone())
-                        .await;
-                    let mut s = self.state(i);
-                    s.status.etag = etag;
-                    s.status.last_modified = last_modified;
-                    s.status.serial = zone.as_ref().map(|z| z.serial());
-                    s.zone = zone.map(|z| *z);
-                    drop(s);
+                    {
+                        let mut s = self.state(i);
+                        s.status.etag = etag.clone();
+                        s.status.last_modified = last_modified.clone();
+                        s.status.serial = zone.as_ref().map(|z| z.serial());
+                        s.zone = zone.map(|z| *z);
+                    }
+                    self.promote(i, &file, etag, last_modified).await;
                     Some(*c)
                 }
                 Ok(Checked::Unchanged) => None,
@@ -277,6 +279,7 @@ impl Feeds {
                     let mut s = self.state(i);
                     s.status.etag = meta.etag;
                     s.status.last_modified = meta.last_modified;
+                    s.status.serial = meta.serial;
                 }
                 self.record_success(i, &c);
                 if let Some(f) = first {
@@ -651,6 +654,7 @@ impl Feeds {
         let meta = SavedMeta {
             etag,
             last_modified,
+            serial: self.state(i).zone.as_ref().map(|z| z.serial()),
             saved_at: now_unix(),
         };
         let saved = tokio::task::spawn_blocking(move || {

@@ -291,6 +291,8 @@ pub struct Setup {
     pub timeout: &'static str,
     /// admin.token (bearer token for the mutating API calls).
     pub admin_token: Option<&'static str>,
+    /// DNS listen address; default 127.0.0.1:0.
+    pub listen: Option<SocketAddr>,
 }
 
 pub enum Mode {
@@ -306,6 +308,7 @@ impl Default for Setup {
             files: vec![],
             timeout: "2s",
             admin_token: None,
+            listen: None,
         }
     }
 }
@@ -370,7 +373,10 @@ impl TestServer {
             ),
         };
         let text = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{}\"\n[resolver]\n{resolver}\n{}",
+            "[server]\nlisten = [\"{}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{}\"\n[resolver]\n{resolver}\n{}",
+            setup
+                .listen
+                .map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string()),
             setup.admin_token.unwrap_or_default(),
             setup.extra
         );
