@@ -8,3 +8,4 @@ mod lists_stats;
 mod metrics;
 mod resolve;
 mod rpz;
+mod xfr;
