@@ -629,6 +629,9 @@ struct Decoded {
 struct TsigRecord {
     start: usize,
     name: Name,
+    /// Must be ANY and 0 (RFC 8945 §4.2): the MAC covers those constants, not what was sent.
+    class: DNSClass,
+    ttl: u32,
     data: TSIG,
 }
 
@@ -665,6 +668,8 @@ fn decode(wire: &[u8]) -> Result<Decoded, XfrError> {
             tsig = Some(TsigRecord {
                 start,
                 name: record.name,
+                class: record.dns_class,
+                ttl: record.ttl,
                 data,
             });
         }
@@ -760,6 +765,12 @@ fn check_signed(
     what: &str,
 ) -> Result<Vec<u8>, XfrError> {
     let data = &tsig.data;
+    if tsig.class != DNSClass::ANY || tsig.ttl != 0 {
+        return Err(XfrError::Tsig(format!(
+            "the {what}'s TSIG record has class {} and TTL {}, not ANY and 0",
+            tsig.class, tsig.ttl
+        )));
+    }
     if let Some(error) = data.error {
         return Err(XfrError::Tsig(tsig_error_text(error, key)));
     }
