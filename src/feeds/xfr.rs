@@ -323,7 +323,9 @@ impl Zone {
 /// closes, is asked again by AXFR. A single SOA whose serial is not newer than ours (RFC 1982
 /// serial arithmetic) means up to date, as for a secondary server. TCP, one connection per query.
 /// When `tsig` is set, every query is signed and every answer verified: a wrong key, a bad
-/// signature or an unsigned answer is an error, never silently accepted.
+/// signature or an unsigned answer is an error, never silently accepted. Diffs are checked to
+/// chain from our serial to the primary's; one that [`Zone::apply`] refuses (the primary's
+/// journal disagrees with our copy) is the caller's cue to fetch again with `current = None`.
 pub async fn fetch(source: &XfrSource, current: Option<&Zone>) -> Result<Transfer, XfrError> {
     let Some(current) = current else {
         return axfr(source).await.map(Transfer::Full);
