@@ -9,4 +9,5 @@ mod lists_stats;
 mod metrics;
 mod resolve;
 mod rpz;
+mod xfr;
 mod zone_transfer;

@@ -10,8 +10,7 @@ use std::{
 
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
-#[path = "support/bind.rs"]
-mod bind;
+use crate::support::bind;
 
 use crate::support::*;
 

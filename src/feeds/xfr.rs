@@ -18,7 +18,7 @@
 //! owned values, every slice access is checked, and a bad answer is an [`XfrError`].
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fmt::{self, Write as _},
     hash::{Hash, Hasher},
     net::SocketAddr,
@@ -174,7 +174,8 @@ pub struct XfrSource {
     pub timeout: Duration,
 }
 
-/// The zone as a set of records (excluding the SOA, kept separately).
+/// The zone as a set of records (excluding the SOA, kept separately). `==` compares the records
+/// in order and, like hickory's `Record` equality (RFC 2136), ignores TTLs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Zone {
     /// The zone's SOA record, with SOA rdata; its owner is the zone's name.
@@ -261,7 +262,7 @@ impl Zone {
             *delete.entry(RecordKey(record)).or_default() += 1;
         }
         let mut new_soa = None;
-        let mut add: HashMap<RecordKey<'_>, ()> = HashMap::new();
+        let mut add: HashSet<RecordKey<'_>> = HashSet::new();
         for record in &diff.added {
             if let Some(soa) = apex_soa(record, apex) {
                 if soa.serial != diff.to_serial {
@@ -272,7 +273,7 @@ impl Zone {
                 }
                 new_soa = Some(record.clone());
             } else {
-                add.insert(RecordKey(record), ());
+                add.insert(RecordKey(record));
             }
         }
 
@@ -284,7 +285,7 @@ impl Zone {
                 if let Some(left) = delete.get_mut(&key).filter(|left| **left > 0) {
                     *left -= 1;
                     *slot = true;
-                } else if add.contains_key(&key) {
+                } else if add.contains(&key) {
                     // Re-added from the diff below with its TTL.
                     *slot = true;
                 }
@@ -301,9 +302,9 @@ impl Zone {
 
         let mut marks = drop.into_iter();
         self.records.retain(|_| !marks.next().unwrap_or(false));
-        let mut seen: HashMap<RecordKey<'_>, ()> = HashMap::with_capacity(add.len());
+        let mut seen: HashSet<RecordKey<'_>> = HashSet::with_capacity(add.len());
         for record in &diff.added {
-            if apex_soa(record, apex).is_some() || seen.insert(RecordKey(record), ()).is_some() {
+            if apex_soa(record, apex).is_some() || !seen.insert(RecordKey(record)) {
                 continue;
             }
             self.records.push(record.clone());
@@ -322,7 +323,9 @@ impl Zone {
 /// closes, is asked again by AXFR. A single SOA whose serial is not newer than ours (RFC 1982
 /// serial arithmetic) means up to date, as for a secondary server. TCP, one connection per query.
 /// When `tsig` is set, every query is signed and every answer verified: a wrong key, a bad
-/// signature or an unsigned answer is an error, never silently accepted.
+/// signature or an unsigned answer is an error, never silently accepted. Diffs are checked to
+/// chain from our serial to the primary's; one that [`Zone::apply`] refuses (the primary's
+/// journal disagrees with our copy) is the caller's cue to fetch again with `current = None`.
 pub async fn fetch(source: &XfrSource, current: Option<&Zone>) -> Result<Transfer, XfrError> {
     let Some(current) = current else {
         return axfr(source).await.map(Transfer::Full);
@@ -628,6 +631,9 @@ struct Decoded {
 struct TsigRecord {
     start: usize,
     name: Name,
+    /// Must be ANY and 0 (RFC 8945 §4.2): the MAC covers those constants, not what was sent.
+    class: DNSClass,
+    ttl: u32,
     data: TSIG,
 }
 
@@ -642,7 +648,9 @@ fn decode(wire: &[u8]) -> Result<Decoded, XfrError> {
     for _ in 0..counts.queries {
         queries.push(Query::read(&mut decoder).map_err(|e| bad(&e))?);
     }
-    let mut answers = Vec::with_capacity(usize::from(counts.answers));
+    // A record takes at least 11 bytes: a forged count cannot make us reserve much more than
+    // the message holds.
+    let mut answers = Vec::with_capacity(usize::from(counts.answers).min(wire.len() / 11));
     for _ in 0..counts.answers {
         answers.push(Record::read(&mut decoder).map_err(|e| bad(&e))?);
     }
@@ -662,6 +670,8 @@ fn decode(wire: &[u8]) -> Result<Decoded, XfrError> {
             tsig = Some(TsigRecord {
                 start,
                 name: record.name,
+                class: record.dns_class,
+                ttl: record.ttl,
                 data,
             });
         }
@@ -757,6 +767,12 @@ fn check_signed(
     what: &str,
 ) -> Result<Vec<u8>, XfrError> {
     let data = &tsig.data;
+    if tsig.class != DNSClass::ANY || tsig.ttl != 0 {
+        return Err(XfrError::Tsig(format!(
+            "the {what}'s TSIG record has class {} and TTL {}, not ANY and 0",
+            tsig.class, tsig.ttl
+        )));
+    }
     if let Some(error) = data.error {
         return Err(XfrError::Tsig(tsig_error_text(error, key)));
     }

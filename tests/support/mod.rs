@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod bind;
+
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
