@@ -33,6 +33,8 @@ cleanup() {
 trap cleanup EXIT
 # shellcheck source=benches/primary.sh
 . "$here/benches/primary.sh"
+# The primary stands for another machine: keep it off the server's CPU.
+export PRIMARY_CPUS=${PRIMARY_CPUS:-${LOADGEN_CPUS:-1}}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
@@ -66,11 +68,17 @@ path = "$work/list.txt"
 format = "wildcard"
 refresh = "1h"
 max_shrink = 1.0
+CONF
+# FEED_SUBSCRIBED=0 leaves the zone changing on the primary without Rampart following it: the
+# control run for what the primary and nsupdate alone cost on a 2-core machine.
+if [ "${FEED_SUBSCRIBED:-1}" = 1 ]; then
+  cat >> "$work/rampart.toml" <<CONF
 [[lists]]
 name = "feed"
 xfr = { primary = "127.0.0.1:$primary", zone = "rpz.reload.", tsig_key = "bench", tsig_secret = "$secret" }
 refresh = "1h"
 CONF
+fi
 # Pinned like ../shared/bench: the server on SERVER_CPUS, dnsperf on LOADGEN_CPUS.
 taskset -c "${SERVER_CPUS:-0}" env RUST_LOG=warn "$bin" run --config "$work/rampart.toml" &
 pid=$!
@@ -96,8 +104,10 @@ run() {
 }
 
 run steady
-# Replace the list every 5 s during the second run.
-(
+# Replace the list every 5 s during the second run (SWAP_LIST=0 skips it, to see each cause).
+reloader=
+updater=
+[ "${SWAP_LIST:-1}" = 1 ] && (
   end=$(( $(date +%s) + duration ))
   v=b
   while [ "$(date +%s)" -lt "$end" ]; do
@@ -107,20 +117,22 @@ run steady
     [ "$v" = b ] && v=a || v=b
   done
 ) &
-reloader=$!
-# ... and change the RPZ zone every second.
-(
+[ "${SWAP_LIST:-1}" = 1 ] && reloader=$!
+# ... and change the RPZ zone every second (UPDATE_FEED=0 skips it), through one long-lived
+# nsupdate (a new process per update costs more CPU than everything Rampart does for it).
+[ "${UPDATE_FEED:-1}" = 1 ] && (
   end=$(( $(date +%s) + duration ))
   k=0
+  printf 'server 127.0.0.1 %s\nzone rpz.reload.\n' "$primary"
   while [ "$(date +%s)" -lt "$end" ]; do
     sleep 1
     k=$((k + 1))
-    zone_update "$primary" rpz.reload. "$secret" "update add n$k.reload.test.rpz.reload. 60 CNAME ." >/dev/null 2>&1 || true
+    printf 'update add n%s.reload.test.rpz.reload. 60 CNAME .\nsend\n' "$k"
   done
-) &
-updater=$!
+) | ${PRIMARY_CPUS:+taskset -c "$PRIMARY_CPUS"} nsupdate -y "hmac-sha256:bench:$secret" >/dev/null 2>&1 &
+[ "${UPDATE_FEED:-1}" = 1 ] && updater=$!
 run reloading
-wait "$reloader" "$updater" || true
+for job in $reloader $updater; do wait "$job" || true; done
 metrics=$(curl -s "http://127.0.0.1:$admin/metrics")
 echo "swaps: $(echo "$metrics" | awk '/^rampart_list_compiles_total\{list="big"\}/ {print $2}') compiles of the 1M list," \
   "$(echo "$metrics" | awk '/^rampart_list_compiles_total\{list="feed"\}/ {print $2}') of the RPZ feed (serial $(echo "$metrics" | awk '/^rampart_list_serial\{list="feed"\}/ {print $2}'))," \
