@@ -36,7 +36,7 @@ use crate::{
     config::BlockConfig,
     feeds::manager::{Feeds, NotifyResult},
     metrics::{Metrics, Outcome, qtype_label},
-    policy::{Decision, Match, QueryName, Snapshot, Verdict},
+    policy::{Decision, Match, QueryName, Snapshot, Verdict, groups::GroupId},
 };
 
 /// Everything a query needs, shared by all listener tasks.
@@ -217,12 +217,14 @@ impl DnsHandler {
         let mut check_answer = true;
         match evaluation.decision {
             Decision::Blocked(m) => {
-                let verdict = snapshot.verdict(m, group);
-                // TCP-ONLY only bites over UDP; over TCP the name resolves normally.
-                if verdict != Verdict::TcpOnly || udp {
-                    let reply = self
-                        .rewrite(&snapshot, m, verdict, qname, &canonical, qtype, qclass)
-                        .await;
+                let q = Question {
+                    qname,
+                    canonical: &canonical,
+                    qtype,
+                    qclass,
+                    udp,
+                };
+                if let Some(reply) = self.enforce(&snapshot, m, group, &q).await {
                     return (reply, Outcome::Blocked);
                 }
                 check_answer = false;
@@ -256,11 +258,14 @@ impl DnsHandler {
             let evaluation = snapshot.evaluate_answer(&answer.answers, group);
             self.report_logged(&snapshot, evaluation.logged, qname);
             if let Decision::Blocked(m) = evaluation.decision {
-                let verdict = snapshot.verdict(m, group);
-                if verdict != Verdict::TcpOnly || udp {
-                    let reply = self
-                        .rewrite(&snapshot, m, verdict, qname, &canonical, qtype, qclass)
-                        .await;
+                let q = Question {
+                    qname,
+                    canonical: &canonical,
+                    qtype,
+                    qclass,
+                    udp,
+                };
+                if let Some(reply) = self.enforce(&snapshot, m, group, &q).await {
                     return (reply, Outcome::Blocked);
                 }
             }
@@ -297,20 +302,39 @@ impl DnsHandler {
         result
     }
 
+    /// Apply a block decision: the rewritten reply, or None when the rule does not bite here
+    /// (TCP-ONLY over TCP resolves normally).
+    async fn enforce(
+        &self,
+        snapshot: &Snapshot,
+        m: Match,
+        group: GroupId,
+        q: &Question<'_>,
+    ) -> Option<Reply> {
+        let verdict = snapshot.verdict(m, group);
+        if verdict == Verdict::TcpOnly && !q.udp {
+            return None;
+        }
+        Some(self.rewrite(snapshot, m, verdict, q).await)
+    }
+
     /// The rewritten answer for a match. Local data that rewrites the name to another (an RPZ
     /// CNAME such as a safe-search host or the national block page host) is resolved and
     /// appended, so clients never get a bare CNAME.
-    #[allow(clippy::too_many_arguments)]
     async fn rewrite(
         &self,
         snapshot: &Snapshot,
         m: Match,
         verdict: Verdict<'_>,
-        qname: &Name,
-        canonical: &QueryName,
-        qtype: RecordType,
-        qclass: DNSClass,
+        q: &Question<'_>,
     ) -> Reply {
+        let Question {
+            qname,
+            canonical,
+            qtype,
+            qclass,
+            ..
+        } = *q;
         if let Some(list) = snapshot.list(m) {
             self.metrics.blocked_by(&list.name);
         }
@@ -385,6 +409,16 @@ impl DnsHandler {
             );
         }
     }
+}
+
+/// The question being answered, as the rewriting steps need it.
+#[derive(Clone, Copy)]
+struct Question<'a> {
+    qname: &'a Name,
+    canonical: &'a QueryName,
+    qtype: RecordType,
+    qclass: DNSClass,
+    udp: bool,
 }
 
 /// How often the cache is swept of expired entries.

@@ -557,9 +557,7 @@ impl Snapshot {
                 };
             }
         }
-        let mut logged = None;
-        for &list in lists {
-            let l = &self.lists[list];
+        self.first_in_order(group, |list, l| {
             let by_client = client
                 .and_then(|ip| l.client_ip.get(ip))
                 .map(|&(action, line)| Match {
@@ -567,23 +565,35 @@ impl Snapshot {
                     hit: address_hit(action, line),
                     trigger: Trigger::ClientIp,
                 });
-            let found = by_client.or_else(|| {
+            by_client.or_else(|| {
                 l.block.lookup(q).map(|hit| Match {
                     list,
                     hit,
                     trigger: Trigger::QName,
                 })
-            });
-            if let Some(m) = found {
-                if l.log_only {
-                    logged = logged.or(Some(m));
-                    continue;
-                }
-                return Evaluation {
-                    decision: self.classify(m, group),
-                    logged,
-                };
+            })
+        })
+    }
+
+    /// The group's lists in order: the first whose `find` matches decides, except that a
+    /// log-only list's match is only reported (the first one, in `logged`) and the walk goes on.
+    fn first_in_order(
+        &self,
+        group: GroupId,
+        mut find: impl FnMut(usize, &CompiledList) -> Option<Match>,
+    ) -> Evaluation {
+        let mut logged = None;
+        for &list in self.group_lists(group) {
+            let l = &self.lists[list];
+            let Some(m) = find(list, l) else { continue };
+            if l.log_only {
+                logged = logged.or(Some(m));
+                continue;
             }
+            return Evaluation {
+                decision: self.classify(m, group),
+                logged,
+            };
         }
         Evaluation {
             decision: Decision::Pass,
@@ -600,58 +610,36 @@ impl Snapshot {
         group: GroupId,
     ) -> Evaluation {
         use hickory_proto::rr::RData;
-        let mut logged = None;
-        for &list in self.group_lists(group) {
-            let l = &self.lists[list];
-            let mut found = None;
-            for r in answers {
-                found = match &r.data {
-                    RData::CNAME(target) if !l.block.is_empty() => {
-                        let canonical = QueryName::new(&target.0);
-                        let q = self.prepare(canonical.as_bytes());
-                        l.block.lookup(&q).map(|hit| Match {
-                            list,
-                            hit,
-                            trigger: Trigger::CnameTarget,
-                        })
-                    }
-                    RData::A(a) if !l.response_ip.is_empty() => l
-                        .response_ip
-                        .get(std::net::IpAddr::V4(a.0))
-                        .map(|&(action, line)| Match {
-                            list,
-                            hit: address_hit(action, line),
-                            trigger: Trigger::ResponseIp,
-                        }),
-                    RData::AAAA(a) if !l.response_ip.is_empty() => l
-                        .response_ip
-                        .get(std::net::IpAddr::V6(a.0))
-                        .map(|&(action, line)| Match {
-                            list,
-                            hit: address_hit(action, line),
-                            trigger: Trigger::ResponseIp,
-                        }),
-                    _ => None,
-                };
-                if found.is_some() {
-                    break;
+        self.first_in_order(group, |list, l| {
+            answers.iter().find_map(|r| match &r.data {
+                RData::CNAME(target) if !l.block.is_empty() => {
+                    let canonical = QueryName::new(&target.0);
+                    let q = self.prepare(canonical.as_bytes());
+                    l.block.lookup(&q).map(|hit| Match {
+                        list,
+                        hit,
+                        trigger: Trigger::CnameTarget,
+                    })
                 }
-            }
-            if let Some(m) = found {
-                if l.log_only {
-                    logged = logged.or(Some(m));
-                    continue;
-                }
-                return Evaluation {
-                    decision: self.classify(m, group),
-                    logged,
-                };
-            }
-        }
-        Evaluation {
-            decision: Decision::Pass,
-            logged,
-        }
+                RData::A(a) if !l.response_ip.is_empty() => l
+                    .response_ip
+                    .get(std::net::IpAddr::V4(a.0))
+                    .map(|&(action, line)| Match {
+                        list,
+                        hit: address_hit(action, line),
+                        trigger: Trigger::ResponseIp,
+                    }),
+                RData::AAAA(a) if !l.response_ip.is_empty() => l
+                    .response_ip
+                    .get(std::net::IpAddr::V6(a.0))
+                    .map(|&(action, line)| Match {
+                        list,
+                        hit: address_hit(action, line),
+                        trigger: Trigger::ResponseIp,
+                    }),
+                _ => None,
+            })
+        })
     }
 
     fn classify(&self, m: Match, group: GroupId) -> Decision {
