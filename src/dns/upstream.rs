@@ -21,10 +21,7 @@ use hickory_resolver::{
         runtime::TokioRuntimeProvider,
         xfer::{DnsHandle, FirstAnswer},
     },
-    proto::{
-        op::{DnsRequestOptions, Query, ResponseCode},
-        rr::{RData, Record},
-    },
+    proto::op::{DnsRequestOptions, Query, ResponseCode},
     recursor::{Recursor, RecursorError, RecursorOptions},
 };
 
@@ -322,11 +319,6 @@ fn read_root_hints(path: &Path) -> Result<Vec<IpAddr>, SetupError> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     parse_root_hints(&text).map_err(err)
-}
-
-/// Keep the `Record`/`RData` imports honest for callers that build answers by hand.
-pub fn is_soa(record: &Record) -> bool {
-    matches!(record.data, RData::SOA(_))
 }
 
 #[cfg(test)]
