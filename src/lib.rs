@@ -6,7 +6,11 @@
 //! - [`policy`]: lists parsed ([`policy::formats`]) and compiled into an immutable snapshot.
 //! - [`dns::cache`] and [`dns::upstream`]: answers for names the policy lets through.
 //! - [`dns::answer`]: synthesized answers for blocked names.
-//! - [`metrics`] and [`admin`]: Prometheus collectors and the HTTP endpoint serving them.
+//! - [`feeds`]: keeping lists current (files, HTTP feeds, RPZ zone transfers), one list swapped
+//!   at a time, last good copies saved.
+//! - [`metrics`] and [`admin`]: Prometheus collectors and the HTTP endpoint (metrics, health,
+//!   the `/v1` list API).
+//! - [`check`]: `rampart lists check`, the operator's explanation of a decision.
 //! - [`config`]: the TOML file, validated into [`config::Config`].
 
 pub mod admin;
