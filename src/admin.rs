@@ -132,16 +132,29 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response
     }
 }
 
+/// A mutating call on a list: the bearer token must match and the list must exist.
+fn authorized_list(
+    state: &AdminState,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<usize, Box<Response>> {
+    authorize(state, headers)?;
+    state.feeds.index(name).ok_or_else(|| {
+        Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("no list named `{name}`"),
+        ))
+    })
+}
+
 async fn refresh_handler(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return *r;
-    }
-    let Some(i) = state.feeds.index(&name) else {
-        return error(StatusCode::NOT_FOUND, format!("no list named `{name}`"));
+    let i = match authorized_list(&state, &headers, &name) {
+        Ok(i) => i,
+        Err(r) => return *r,
     };
     match tokio::time::timeout(API_REFRESH_DEADLINE, state.feeds.refresh(i)).await {
         Ok(status) => Json(status).into_response(),
@@ -157,11 +170,9 @@ async fn accept_handler(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return *r;
-    }
-    let Some(i) = state.feeds.index(&name) else {
-        return error(StatusCode::NOT_FOUND, format!("no list named `{name}`"));
+    let i = match authorized_list(&state, &headers, &name) {
+        Ok(i) => i,
+        Err(r) => return *r,
     };
     match state.feeds.accept(i).await {
         Ok(status) => Json(status).into_response(),

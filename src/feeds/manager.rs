@@ -462,14 +462,9 @@ impl Feeds {
                         _ => return Err(("xfr", "the primary did not send the zone".into())),
                     },
                 };
-                let incoming = list.state_path.with_extension("incoming");
-                write_blocking(&incoming, zone.to_zone_text().into_bytes()).await?;
-                let c = compile(list, incoming.clone()).await;
-                self.metrics.list_compiled(&list.name);
-                if let Some(e) = &c.info.error {
-                    let _ = std::fs::remove_file(&incoming);
-                    return Err(("parse", e.clone()));
-                }
+                let (c, incoming) = self
+                    .compile_incoming(list, zone.to_zone_text().into_bytes())
+                    .await?;
                 Ok(Checked::New {
                     list: Box::new(c),
                     file: incoming,
@@ -505,14 +500,7 @@ impl Feeds {
                         last_modified,
                     } => (bytes, etag, last_modified),
                 };
-                let incoming = list.state_path.with_extension("incoming");
-                write_blocking(&incoming, bytes).await?;
-                let c = compile(list, incoming.clone()).await;
-                self.metrics.list_compiled(&list.name);
-                if let Some(e) = &c.info.error {
-                    let _ = std::fs::remove_file(&incoming);
-                    return Err(("parse", e.clone()));
-                }
+                let (c, incoming) = self.compile_incoming(list, bytes).await?;
                 Ok(Checked::New {
                     list: Box::new(c),
                     file: incoming,
@@ -522,6 +510,24 @@ impl Feeds {
                 })
             }
         }
+    }
+
+    /// Write a downloaded or transferred version next to the saved copy and compile it; a version
+    /// that does not compile is deleted again.
+    async fn compile_incoming(
+        &self,
+        list: &ListConfig,
+        bytes: Vec<u8>,
+    ) -> Result<(CompiledList, PathBuf), (&'static str, String)> {
+        let incoming = list.state_path.with_extension("incoming");
+        write_blocking(&incoming, bytes).await?;
+        let c = compile(list, incoming.clone()).await;
+        self.metrics.list_compiled(&list.name);
+        if let Some(e) = &c.info.error {
+            let _ = std::fs::remove_file(&incoming);
+            return Err(("parse", e.clone()));
+        }
+        Ok((c, incoming))
     }
 
     /// A new version passed every check but the shrink rule: apply it, or hold it back.
