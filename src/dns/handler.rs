@@ -214,16 +214,16 @@ impl DnsHandler {
         let evaluation =
             snapshot.evaluate(&snapshot.prepare(canonical.as_bytes()), Some(client), group);
         self.report_logged(&snapshot, evaluation.logged, qname);
+        let q = Question {
+            qname,
+            canonical: &canonical,
+            qtype,
+            qclass,
+            udp,
+        };
         let mut check_answer = true;
         match evaluation.decision {
             Decision::Blocked(m) => {
-                let q = Question {
-                    qname,
-                    canonical: &canonical,
-                    qtype,
-                    qclass,
-                    udp,
-                };
                 if let Some(reply) = self.enforce(&snapshot, m, group, &q).await {
                     return (reply, Outcome::Blocked);
                 }
@@ -257,17 +257,10 @@ impl DnsHandler {
         if check_answer && !answer.answers.is_empty() {
             let evaluation = snapshot.evaluate_answer(&answer.answers, group);
             self.report_logged(&snapshot, evaluation.logged, qname);
-            if let Decision::Blocked(m) = evaluation.decision {
-                let q = Question {
-                    qname,
-                    canonical: &canonical,
-                    qtype,
-                    qclass,
-                    udp,
-                };
-                if let Some(reply) = self.enforce(&snapshot, m, group, &q).await {
-                    return (reply, Outcome::Blocked);
-                }
+            if let Decision::Blocked(m) = evaluation.decision
+                && let Some(reply) = self.enforce(&snapshot, m, group, &q).await
+            {
+                return (reply, Outcome::Blocked);
             }
         }
         (Reply::from(answer), outcome)

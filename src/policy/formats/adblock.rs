@@ -220,10 +220,6 @@ mod tests {
             .collect()
     }
 
-    fn reasons(list: &ParsedList) -> Vec<(u32, &SkipReason)> {
-        list.skipped.iter().map(|s| (s.line, &s.reason)).collect()
-    }
-
     fn one(line: &str) -> Result<Rule, SkipReason> {
         let mut list = parse(Format::Adblock, line);
         match (list.rules.pop(), list.skipped.pop()) {
@@ -401,7 +397,7 @@ mod tests {
         let list = parse(Format::Adblock, &text);
         assert!(list.rules.is_empty());
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [
                 (1, &SkipReason::InvalidName(NameError::TrailingDot)),
                 (2, &SkipReason::InvalidName(NameError::EmptyLabel)),
@@ -473,7 +469,7 @@ mod tests {
             [("a.com", 3, false, false), ("b.com", 6, true, false)]
         );
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [(4, &SkipReason::Unsupported("wildcard pattern"))]
         );
         assert_eq!(list.skipped[0].text, "||x*.com^");

@@ -234,10 +234,6 @@ mod tests {
             .collect()
     }
 
-    fn reasons(list: &ParsedList) -> Vec<(u32, &SkipReason)> {
-        list.skipped.iter().map(|s| (s.line, &s.reason)).collect()
-    }
-
     #[test]
     fn block_targets() {
         let text = "# notracking\naddress=/a.example/0.0.0.0\naddress=/a.example/::\n\
@@ -336,7 +332,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [(1, &SkipReason::InvalidName(NameError::EmptyLabel))]
         );
     }
@@ -347,7 +343,7 @@ mod tests {
         let list = parse(Format::Dnsmasq, "server=/104.160.10.0/24\n");
         assert!(list.rules.is_empty());
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [(1, &SkipReason::InvalidName(NameError::IpLiteral))]
         );
         assert_eq!(list.ip_literals.len(), 1);
@@ -417,6 +413,6 @@ mod tests {
             rules(&list),
             [("108.60.27.212.in-addr.arpa", 2, false, None)]
         );
-        assert_eq!(reasons(&list), [(1, &SkipReason::Localhost)]);
+        assert_eq!(list.reasons(), [(1, &SkipReason::Localhost)]);
     }
 }

@@ -43,19 +43,8 @@ pub(super) fn parse_line(text: &str, line: u32, list: &mut ParsedList) {
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::formats::{Format, ParsedList, SkipReason, parse};
+    use crate::policy::formats::{Format, SkipReason, parse};
     use crate::policy::name::NameError;
-
-    fn names(list: &ParsedList) -> Vec<(&str, u32)> {
-        list.rules
-            .iter()
-            .map(|r| (r.name.as_str(), r.line))
-            .collect()
-    }
-
-    fn reasons(list: &ParsedList) -> Vec<(u32, &SkipReason)> {
-        list.skipped.iter().map(|s| (s.line, &s.reason)).collect()
-    }
 
     #[test]
     fn classic_header_block() {
@@ -77,7 +66,7 @@ mod tests {
                     \n\
                     0.0.0.0 ads.example.com\n";
         let list = parse(Format::Hosts, text);
-        assert_eq!(names(&list), [("ads.example.com", 17)]);
+        assert_eq!(list.names(), [("ads.example.com", 17)]);
         let localhost = list
             .skipped
             .iter()
@@ -98,7 +87,7 @@ mod tests {
         let text = "0.0.0.0 a.com B.com\tc.com. # trailing comment\n127.0.0.1\tx.org#tight\n";
         let list = parse(Format::Hosts, text);
         assert_eq!(
-            names(&list),
+            list.names(),
             [("a.com", 1), ("b.com", 1), ("c.com", 1), ("x.org", 2)]
         );
         assert!(list.rules.iter().all(|r| !r.allow && !r.exact));
@@ -108,9 +97,9 @@ mod tests {
     #[test]
     fn one_bad_name_does_not_spoil_the_line() {
         let list = parse(Format::Hosts, "0.0.0.0 good.com a..b localhost also.com\n");
-        assert_eq!(names(&list), [("good.com", 1), ("also.com", 1)]);
+        assert_eq!(list.names(), [("good.com", 1), ("also.com", 1)]);
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [
                 (1, &SkipReason::InvalidName(NameError::EmptyLabel)),
                 (1, &SkipReason::Localhost)
@@ -136,7 +125,7 @@ mod tests {
         let text = "ads.example.com\n0.0.0.0\n://[2604:2dc0:104:da00::]\n1.2.3.256 x.com\n\
                     0.0.0.0 ok.com\n";
         let list = parse(Format::Hosts, text);
-        assert_eq!(names(&list), [("ok.com", 5)]);
+        assert_eq!(list.names(), [("ok.com", 5)]);
         let lines: Vec<_> = list.rejected().map(|s| s.line).collect();
         assert_eq!(lines, [1, 2, 3, 4]);
         assert!(
@@ -156,7 +145,7 @@ mod tests {
         let list = parse(Format::Hosts, &text);
         assert!(list.rules.is_empty());
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [
                 (1, &SkipReason::InvalidName(NameError::EmptyLabel)),
                 (2, &SkipReason::InvalidName(NameError::NoAlphanumeric)),
@@ -174,7 +163,7 @@ mod tests {
         let text = "\u{feff}!#if !env_mv3\r\n127.0.0.1 jNKmS0zFuEh.click\r\n!#endif\r\n\r\n:: dhl-commx.\r\n:: bücher.example";
         let list = parse(Format::Hosts, text);
         assert_eq!(
-            names(&list),
+            list.names(),
             [
                 ("jnkms0zfueh.click", 2),
                 ("dhl-commx", 5),

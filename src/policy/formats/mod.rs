@@ -401,6 +401,21 @@ fn looks_like_html(text: &[u8]) -> bool {
         })
 }
 
+/// Views the parsers' unit tests compare against.
+#[cfg(test)]
+impl ParsedList {
+    pub(crate) fn names(&self) -> Vec<(&str, u32)> {
+        self.rules
+            .iter()
+            .map(|r| (r.name.as_str(), r.line))
+            .collect()
+    }
+
+    pub(crate) fn reasons(&self) -> Vec<(u32, &SkipReason)> {
+        self.skipped.iter().map(|s| (s.line, &s.reason)).collect()
+    }
+}
+
 /// Parse a whole list. Blank lines and comments are neither rules nor skipped entries.
 pub fn parse(format: Format, text: &str) -> ParsedList {
     // Real lists average 20-30 bytes a line; one guess up front saves most regrowth.
@@ -568,6 +583,21 @@ fn clip(text: &str) -> &str {
         end -= 1;
     }
     text.get(..end).unwrap_or_default()
+}
+
+/// The one word of a line in a one-name-per-line format (plain, wildcard); a comment line gives
+/// None, and a line with more words is skipped as malformed with `why`.
+fn single_word<'t>(text: &'t str, line: u32, list: &mut ParsedList, why: &str) -> Option<&'t str> {
+    if text.starts_with('#') || text.starts_with('!') {
+        return None;
+    }
+    let mut words = words(text);
+    let word = words.next()?;
+    if words.next().is_some() {
+        list.skip(line, SkipReason::Malformed(why.into()), text);
+        return None;
+    }
+    Some(word)
 }
 
 /// The whitespace-separated words of a line, up to an inline `#` comment.

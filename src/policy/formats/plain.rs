@@ -4,52 +4,32 @@
 //! format, and guessing which word is the name would block the wrong thing. `*.name` is refused
 //! here because a plain list cannot say whether the wildcard includes the name itself.
 
-use super::{ParsedList, Shape, SkipReason, words};
+use super::{ParsedList, Shape, single_word};
 use crate::policy::name;
 
 /// `text` is one trimmed, non-empty line.
 pub(super) fn parse_line(text: &str, line: u32, list: &mut ParsedList) {
-    if text.starts_with('#') || text.starts_with('!') {
-        return;
-    }
-    let mut words = words(text);
-    let Some(word) = words.next() else {
+    let Some(word) = single_word(
+        text,
+        line,
+        list,
+        "more than one word; a plain list has one domain name per line",
+    ) else {
         return;
     };
-    if words.next().is_some() {
-        list.skip(
-            line,
-            SkipReason::Malformed(
-                "more than one word; a plain list has one domain name per line".into(),
-            ),
-            text,
-        );
-        return;
-    }
     list.add(word, name::normalize, line, Shape::default(), text);
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::formats::{Format, ParsedList, Rule, SkipReason, parse};
+    use crate::policy::formats::{Format, Rule, SkipReason, parse};
     use crate::policy::name::NameError;
-
-    fn names(list: &ParsedList) -> Vec<(&str, u32)> {
-        list.rules
-            .iter()
-            .map(|r| (r.name.as_str(), r.line))
-            .collect()
-    }
-
-    fn reasons(list: &ParsedList) -> Vec<(u32, &SkipReason)> {
-        list.skipped.iter().map(|s| (s.line, &s.reason)).collect()
-    }
 
     #[test]
     fn comments_and_blank_lines_are_silent() {
         let text = "# header\n! also a comment\n\n   \n\t# indented\nads.example.com # inline\nb.com#tight\n";
         let list = parse(Format::Plain, text);
-        assert_eq!(names(&list), [("ads.example.com", 6), ("b.com", 7)]);
+        assert_eq!(list.names(), [("ads.example.com", 6), ("b.com", 7)]);
         assert!(list.skipped.is_empty());
         assert_eq!(list.lines, 7);
     }
@@ -63,7 +43,7 @@ mod tests {
     #[test]
     fn more_than_one_word_is_malformed() {
         let list = parse(Format::Plain, "ok.com\n0.0.0.0 ads.example.com\n");
-        assert_eq!(names(&list), [("ok.com", 1)]);
+        assert_eq!(list.names(), [("ok.com", 1)]);
         assert_eq!(list.skipped.len(), 1);
         assert_eq!(list.skipped[0].line, 2);
         assert_eq!(list.skipped[0].text, "0.0.0.0 ads.example.com");
@@ -75,9 +55,9 @@ mod tests {
         let label64 = "a".repeat(64);
         let text = format!("a..b\n-\n{label64}.com\nbad!name.com\n*.wild.com\nfine.com\n");
         let list = parse(Format::Plain, &text);
-        assert_eq!(names(&list), [("fine.com", 6)]);
+        assert_eq!(list.names(), [("fine.com", 6)]);
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [
                 (1, &SkipReason::InvalidName(NameError::EmptyLabel)),
                 (2, &SkipReason::InvalidName(NameError::NoAlphanumeric)),
@@ -101,14 +81,14 @@ mod tests {
                     nlocalhost.wordtheminer.com\n://[2604:2dc0:104:da00::]\n";
         let list = parse(Format::Plain, text);
         assert_eq!(
-            names(&list),
+            list.names(),
             [
                 ("0.0.0.0.hpyrdr.com", 3),
                 ("nlocalhost.wordtheminer.com", 4)
             ]
         );
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [
                 (1, &SkipReason::InvalidName(NameError::IpLiteral)),
                 (2, &SkipReason::InvalidName(NameError::IpLiteral)),
@@ -122,7 +102,7 @@ mod tests {
         let list = parse(Format::Plain, "localhost\nlocalhost.localdomain.\n");
         assert!(list.rules.is_empty());
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [(1, &SkipReason::Localhost), (2, &SkipReason::Localhost)]
         );
         assert_eq!(list.rejected().count(), 0);
@@ -133,7 +113,7 @@ mod tests {
         let text = "bücher.example\nxn--bcher-kva.example\n_xmpp-client._tcp.example.com\n";
         let list = parse(Format::Plain, text);
         assert_eq!(
-            names(&list),
+            list.names(),
             [
                 ("xn--bcher-kva.example", 1),
                 ("xn--bcher-kva.example", 2),
@@ -145,15 +125,15 @@ mod tests {
     #[test]
     fn trailing_dot_single_label_and_duplicates() {
         let list = parse(Format::Plain, "dhl-commx.\nfrom\nfrom\n");
-        assert_eq!(names(&list), [("dhl-commx", 1), ("from", 2), ("from", 3)]);
+        assert_eq!(list.names(), [("dhl-commx", 1), ("from", 2), ("from", 3)]);
     }
 
     #[test]
     fn bom_crlf_and_no_final_newline() {
         let list = parse(Format::Plain, "\u{feff}# c\r\nA.com\r\nbad..com\r\nb.com");
-        assert_eq!(names(&list), [("a.com", 2), ("b.com", 4)]);
+        assert_eq!(list.names(), [("a.com", 2), ("b.com", 4)]);
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [(3, &SkipReason::InvalidName(NameError::EmptyLabel))]
         );
         assert_eq!(list.skipped[0].text, "bad..com");

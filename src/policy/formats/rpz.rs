@@ -915,10 +915,6 @@ mod tests {
             .collect()
     }
 
-    fn reasons(list: &ParsedList) -> Vec<(u32, &SkipReason)> {
-        list.skipped.iter().map(|s| (s.line, &s.reason)).collect()
-    }
-
     fn malformed_lines(list: &ParsedList) -> Vec<u32> {
         list.skipped
             .iter()
@@ -1155,7 +1151,7 @@ mod tests {
             [IpAddr::V4(Ipv4Addr::new(1, 14, 61, 188))]
         );
         assert_eq!(
-            reasons(&list)
+            list.reasons()
                 .iter()
                 .map(|(line, reason)| (*line, reason.to_string()))
                 .collect::<Vec<_>>(),
@@ -1318,7 +1314,7 @@ mod tests {
         let list = parse(Format::Rpz, text);
         assert!(list.rules.is_empty());
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [
                 (1, &SkipReason::InvalidName(NameError::BadCharacter)),
                 (2, &SkipReason::InvalidName(NameError::EmptyLabel)),

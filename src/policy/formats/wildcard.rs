@@ -13,28 +13,19 @@
 //! used here, such a list leaves each listed name resolvable and blocks only what is under
 //! it; prefer those lists' domains or adblock editions.
 
-use super::{ParsedList, Shape, SkipReason, words};
+use super::{ParsedList, Shape, single_word};
 use crate::policy::name;
 
 /// `text` is one trimmed, non-empty line.
 pub(super) fn parse_line(text: &str, line: u32, list: &mut ParsedList) {
-    if text.starts_with('#') || text.starts_with('!') {
-        return;
-    }
-    let mut words = words(text);
-    let Some(word) = words.next() else {
+    let Some(word) = single_word(
+        text,
+        line,
+        list,
+        "more than one word; a wildcard list has one `*.name` or `name` per line",
+    ) else {
         return;
     };
-    if words.next().is_some() {
-        list.skip(
-            line,
-            SkipReason::Malformed(
-                "more than one word; a wildcard list has one `*.name` or `name` per line".into(),
-            ),
-            text,
-        );
-        return;
-    }
     let (candidate, subdomains_only) = match word.strip_prefix("*.") {
         Some(base) => (base, true),
         None => (word, false),
@@ -59,10 +50,6 @@ mod tests {
             .iter()
             .map(|r| (r.name.as_str(), r.line, r.subdomains_only))
             .collect()
-    }
-
-    fn reasons(list: &ParsedList) -> Vec<(u32, &SkipReason)> {
-        list.skipped.iter().map(|s| (s.line, &s.reason)).collect()
     }
 
     #[test]
@@ -93,7 +80,7 @@ mod tests {
         assert!(list.rules.is_empty());
         assert!(list.ip_rules.is_empty());
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [
                 (1, &SkipReason::InvalidName(NameError::IpLiteral)),
                 (2, &SkipReason::InvalidName(NameError::IpLiteral)),
@@ -115,7 +102,7 @@ mod tests {
         );
         assert!(list.rules.is_empty());
         assert_eq!(
-            reasons(&list),
+            list.reasons(),
             [
                 (1, &SkipReason::InvalidName(NameError::Wildcard)),
                 (2, &SkipReason::InvalidName(NameError::Wildcard)),
