@@ -39,7 +39,7 @@ zone "$zone" {
 CONF
   # PRIMARY_CPUS pins named (and nsupdate) away from the server under test: in production the
   # primary is another machine.
-  ${PRIMARY_CPUS:+taskset -c "$PRIMARY_CPUS"} named -g -c "$dir/named.conf" -n 1 > "$dir/named.log" 2>&1 &
+  ${PRIMARY_CPUS:+taskset -c "$PRIMARY_CPUS"} chrt -i 0 named -g -c "$dir/named.conf" -n 1 > "$dir/named.log" 2>&1 &
   PRIMARY_PID=$!
   local _
   for _ in $(seq 200); do
