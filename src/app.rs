@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
 use hickory_server::Server;
 use tokio::{
-    net::{TcpListener, UdpSocket},
+    net::TcpListener,
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,15 @@ use tracing::{debug, info, warn};
 use crate::{
     admin,
     config::{Config, ListKind},
-    dns::{cache::Cache, handler, handler::DnsHandler, upstream::Upstream},
+    dns::{
+        cache::Cache,
+        fast::FastPath,
+        handler,
+        handler::{DnsHandler, SharedHandler},
+        packet_cache::PacketCache,
+        udp,
+        upstream::Upstream,
+    },
     feeds::manager::Feeds,
     metrics::Metrics,
     policy::{Snapshot, formats::SkipReason},
@@ -45,6 +53,7 @@ pub struct Running {
     shutdown: CancellationToken,
     serving: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
+    workers: Option<udp::Workers>,
 }
 
 impl std::fmt::Debug for Running {
@@ -74,7 +83,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let upstream = Upstream::new(&config.resolver).context("setting up the resolver")?;
     let cache = Arc::new(Cache::new(config.cache.clone()));
-    let handler = DnsHandler {
+    let packets = Arc::new(PacketCache::new(config.cache.packet_size));
+    let handler = Arc::new(DnsHandler {
         policy: policy.clone(),
         cache: cache.clone(),
         upstream,
@@ -82,18 +92,30 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         block: config.block.clone(),
         max_udp_payload: config.max_udp_payload,
         feeds: Some(feeds.clone()),
-    };
+        packets: packets.clone(),
+    });
 
-    let mut server = Server::new(handler);
+    // TCP through hickory-server; UDP through our own workers (fast path, then the same
+    // handler).
+    let mut server = Server::new(SharedHandler(handler.clone()));
     let mut dns_addrs = Vec::new();
+    let mut udp_sockets = Vec::new();
     for addr in &config.listen {
-        let (udp, tcp) = bind_pair(*addr)
+        let (udp, tcp) = bind_pair(*addr, config.workers, config.udp_buffer)
             .await
             .with_context(|| format!("binding DNS listener {addr}"))?;
-        dns_addrs.push(udp.local_addr()?);
-        server.register_socket(udp);
+        dns_addrs.push(udp[0].local_addr()?);
+        udp_sockets.extend(udp);
         server.register_listener(tcp, config.tcp_idle_timeout, 64);
     }
+    let fast = Arc::new(FastPath::new(handler.clone()));
+    let workers = udp::Workers::start(
+        udp_sockets,
+        fast,
+        config.fast_path,
+        tokio::runtime::Handle::current(),
+    )
+    .context("starting the UDP workers")?;
 
     let shutdown = CancellationToken::new();
     let serving = Arc::new(AtomicBool::new(false));
@@ -140,7 +162,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }));
     }
     {
-        let (token, cache, m) = (shutdown.clone(), cache, metrics.clone());
+        let (token, cache, m, policy) = (shutdown.clone(), cache, metrics.clone(), policy.clone());
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(handler::CACHE_SWEEP_INTERVAL);
             loop {
@@ -149,6 +171,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     _ = tick.tick() => {
                         cache.sweep();
                         m.cache_entries.set(cache.len() as i64);
+                        let current = policy.load().generation;
+                        let p = packets.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            p.sweep();
+                            p.retain_generation(current);
+                        })
+                        .await;
+                        m.packet_cache_entries.set(packets.len() as i64);
                     }
                 }
             }
@@ -180,6 +210,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown,
         serving,
         tasks,
+        workers: Some(workers),
     })
 }
 
@@ -187,6 +218,9 @@ impl Running {
     /// Stop serving: listeners close, in-flight queries get a short grace period.
     pub async fn shutdown(self) {
         self.serving.store(false, Ordering::Release);
+        if let Some(w) = self.workers {
+            let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+        }
         self.shutdown.cancel();
         for t in self.tasks {
             let _ = t.await;
@@ -196,12 +230,16 @@ impl Running {
 
 /// Bind a UDP socket and a TCP listener on the same address. With port 0 the OS picks the UDP
 /// port and TCP must get the same one; if it is taken for TCP, try again with a new port.
-async fn bind_pair(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+async fn bind_pair(
+    addr: SocketAddr,
+    workers: usize,
+    buffer: usize,
+) -> anyhow::Result<(Vec<std::net::UdpSocket>, TcpListener)> {
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last_error = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(addr).await.context("UDP")?;
-        let bound = udp.local_addr()?;
+        let udp = udp::bind(addr, workers, buffer).context("UDP")?;
+        let bound = udp[0].local_addr()?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) => last_error = Some(e),

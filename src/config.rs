@@ -104,6 +104,15 @@ pub struct RawServer {
     /// A TCP connection that sends nothing for this long is closed.
     #[serde(with = "humantime_serde")]
     pub tcp_idle_timeout: Duration,
+    /// UDP worker threads, each with its own SO_REUSEPORT socket per address; 0 means one per
+    /// CPU core.
+    pub workers: usize,
+    /// Answer plain queries from the packet cache and blocked names in wire form, before the
+    /// general path. Off only to compare the two.
+    pub fast_path: bool,
+    /// Receive and send buffer of each UDP socket, in bytes (the kernel may cap it at
+    /// net.core.rmem_max / wmem_max).
+    pub udp_buffer: usize,
 }
 
 impl Default for RawServer {
@@ -112,6 +121,9 @@ impl Default for RawServer {
             listen: vec!["127.0.0.1:5353".into()],
             max_udp_payload: 1232,
             tcp_idle_timeout: Duration::from_secs(10),
+            workers: 0,
+            fast_path: true,
+            udp_buffer: 4 << 20,
         }
     }
 }
@@ -199,6 +211,8 @@ pub struct RawCache {
     /// NXDOMAIN / NODATA answers are kept at most this long (RFC 2308).
     #[serde(with = "humantime_serde")]
     pub negative_ttl: Duration,
+    /// Most ready UDP responses kept by the fast path (0 disables it).
+    pub packet_size: usize,
 }
 
 impl Default for RawCache {
@@ -208,6 +222,7 @@ impl Default for RawCache {
             min_ttl: Duration::ZERO,
             max_ttl: Duration::from_secs(86_400),
             negative_ttl: Duration::from_secs(3_600),
+            packet_size: 100_000,
         }
     }
 }
@@ -373,6 +388,10 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,
+    /// UDP worker threads (resolved: at least 1).
+    pub workers: usize,
+    pub fast_path: bool,
+    pub udp_buffer: usize,
     pub resolver: ResolverConfig,
     pub cache: CacheConfig,
     pub block: BlockConfig,
@@ -466,6 +485,7 @@ impl ResolverMode {
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
     pub size: usize,
+    pub packet_size: usize,
     pub min_ttl: u32,
     pub max_ttl: u32,
     pub negative_ttl: u32,
@@ -657,6 +677,12 @@ impl RawConfig {
                 format!("{} is outside 512..=4096", self.server.max_udp_payload),
             ));
         }
+        if self.server.workers > 1024 {
+            return Err(invalid(
+                "server.workers",
+                format!("{} is more than 1024", self.server.workers),
+            ));
+        }
         if self.server.tcp_idle_timeout.is_zero() {
             return Err(invalid(
                 "server.tcp_idle_timeout",
@@ -768,6 +794,7 @@ impl RawConfig {
         };
         let cache = CacheConfig {
             size: c.size,
+            packet_size: c.packet_size,
             min_ttl: secs("cache.min_ttl", c.min_ttl)?,
             max_ttl: secs("cache.max_ttl", c.max_ttl)?,
             negative_ttl: secs("cache.negative_ttl", c.negative_ttl)?,
@@ -1029,6 +1056,12 @@ impl RawConfig {
             listen,
             max_udp_payload: self.server.max_udp_payload,
             tcp_idle_timeout: self.server.tcp_idle_timeout,
+            workers: match self.server.workers {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
+            fast_path: self.server.fast_path,
+            udp_buffer: self.server.udp_buffer,
             resolver: ResolverConfig {
                 mode,
                 timeout: r.timeout,

@@ -72,6 +72,8 @@ pub struct Metrics {
     list_serial: IntGaugeVec,
     notify_to_service: Histogram,
     pub notifies: IntCounterVec,
+    udp_dropped: IntCounterVec,
+    pub packet_cache_entries: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -181,6 +183,18 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let udp_dropped = IntCounterVec::new(
+            Opts::new(
+                "rampart_udp_dropped_total",
+                "UDP datagrams dropped by the listeners, by reason (oversized request, overload: \
+                 too many queries waiting for the general path, send: the reply could not be sent).",
+            ),
+            &["reason"],
+        )?;
+        let packet_cache_entries = IntGauge::new(
+            "rampart_packet_cache_entries",
+            "Ready UDP responses held by the fast path's packet cache.",
+        )?;
         let list_refreshes = IntCounterVec::new(
             Opts::new(
                 "rampart_list_refreshes_total",
@@ -288,10 +302,15 @@ impl Metrics {
         registry.register(Box::new(list_serial.clone()))?;
         registry.register(Box::new(notify_to_service.clone()))?;
         registry.register(Box::new(notifies.clone()))?;
+        registry.register(Box::new(udp_dropped.clone()))?;
+        registry.register(Box::new(packet_cache_entries.clone()))?;
 
         // Pre-create the common series so dashboards see zeros rather than gaps.
         for reason in ["timeout", "error"] {
             upstream_errors.with_label_values(&[reason]);
+        }
+        for reason in ["oversized", "overload", "send"] {
+            udp_dropped.with_label_values(&[reason]);
         }
         Ok(Self {
             registry,
@@ -317,6 +336,8 @@ impl Metrics {
             list_serial,
             notify_to_service,
             notifies,
+            udp_dropped,
+            packet_cache_entries,
         })
     }
 
@@ -334,6 +355,10 @@ impl Metrics {
         self.duration
             .with_label_values(&[protocol])
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn udp_dropped(&self, reason: &str) {
+        self.udp_dropped.with_label_values(&[reason]).inc();
     }
 
     pub fn blocked_by(&self, list: &str) {

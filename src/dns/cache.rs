@@ -189,6 +189,7 @@ mod tests {
     fn cfg(size: usize) -> CacheConfig {
         CacheConfig {
             size,
+            packet_size: 0,
             min_ttl: 0,
             max_ttl: 3600,
             negative_ttl: 300,

@@ -11,26 +11,30 @@
 //! Every path ends in one `Outcome`, which the metrics read once at the end.
 
 use std::{
+    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
 use hickory_proto::{
-    op::{Edns, Header, HeaderCounts, Metadata, OpCode, Query, ResponseCode},
+    op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, Query, ResponseCode},
     rr::{DNSClass, LowerName, Name, Record, RecordType},
+    serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 use hickory_server::{
     net::{runtime::Time, xfer::Protocol},
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
-    zone_handler::MessageResponseBuilder,
+    zone_handler::{MessageResponse, MessageResponseBuilder},
 };
 use tracing::{debug, info};
 
 use super::{
     answer,
     cache::{Answer, Cache},
+    packet_cache::{PacketCache, Tally},
     upstream::Upstream,
+    wire,
 };
 use crate::{
     config::BlockConfig,
@@ -51,6 +55,8 @@ pub struct DnsHandler {
     pub max_udp_payload: u16,
     /// The list updater, told about NOTIFYs for zone-transfer lists.
     pub feeds: Option<Arc<Feeds>>,
+    /// Ready UDP responses, filled here and served by the fast path.
+    pub packets: Arc<PacketCache>,
 }
 
 impl std::fmt::Debug for DnsHandler {
@@ -111,6 +117,41 @@ fn protocol_label(p: Protocol) -> &'static str {
     }
 }
 
+/// The response message type both listeners build.
+type Built<'q, 'a> = MessageResponse<
+    'q,
+    'a,
+    std::slice::Iter<'a, Record>,
+    std::slice::Iter<'a, Record>,
+    std::array::IntoIter<&'a Record, 0>,
+    std::array::IntoIter<&'a Record, 0>,
+>;
+
+/// What the pipeline learnt about a query beyond its reply, for the packet cache.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// The answer depends on more than the packet-cache key (a log-only match must be logged
+    /// on every query).
+    pub uncacheable: bool,
+    pub blocked_by: Option<usize>,
+    pub allowed_by: Option<usize>,
+}
+
+/// hickory-server's listeners (TCP) and our UDP workers share one handler.
+#[derive(Debug, Clone)]
+pub struct SharedHandler(pub Arc<DnsHandler>);
+
+#[async_trait::async_trait]
+impl RequestHandler for SharedHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        self.0.handle_request::<R, T>(request, response_handle).await
+    }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for DnsHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -120,12 +161,9 @@ impl RequestHandler for DnsHandler {
     ) -> ResponseInfo {
         let started = Instant::now();
         let protocol = protocol_label(request.protocol());
-        let queries = request.queries.queries();
-        let qtype = queries
-            .first()
-            .map_or("other", |q| qtype_label(q.query_type()));
+        let qtype = request_qtype(request);
 
-        let (reply, outcome) = self.run(request).await;
+        let (reply, outcome) = self.run(request, &mut Notes::default()).await;
         if reply.drop {
             // RPZ DROP: the client hears nothing, as if the packet were lost.
             self.metrics
@@ -137,38 +175,9 @@ impl RequestHandler for DnsHandler {
                 counts: HeaderCounts::default(),
             });
         }
-
-        // EDNS: answer in kind (RFC 6891). Version 0 is all we speak; others get BADVERS.
-        let mut edns = None;
-        let mut rcode = reply.rcode;
-        if let Some(req_edns) = &request.edns {
-            let mut e = Edns::new();
-            let payload = req_edns.max_payload().max(512).min(self.max_udp_payload);
-            e.set_max_payload(payload);
-            e.set_version(0);
-            if req_edns.version() > 0 {
-                rcode = ResponseCode::BADVERS;
-            }
-            edns = Some(e);
-        }
-        let (answers, authorities): (&[Record], &[Record]) = if rcode == ResponseCode::BADVERS {
-            (&[], &[])
-        } else {
-            (&reply.answers, &reply.authorities)
-        };
-
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.authoritative = false;
-        metadata.recursion_available = true;
-        metadata.authentic_data = false;
-        metadata.truncation = reply.truncated;
-        metadata.response_code = rcode;
-
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(e) = &edns {
-            builder.edns(e);
-        }
-        let response = builder.build(metadata, answers.iter(), authorities.iter(), [], []);
+        let (edns, rcode) = self.response_edns(request, reply.rcode);
+        let response = self.build(request, &reply, edns.as_ref(), rcode);
+        let metadata = *response.metadata();
         let info = match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(e) => {
@@ -185,8 +194,168 @@ impl RequestHandler for DnsHandler {
     }
 }
 
+fn request_qtype(request: &Request) -> &'static str {
+    request
+        .queries
+        .queries()
+        .first()
+        .map_or("other", |q| qtype_label(q.query_type()))
+}
+
 impl DnsHandler {
-    async fn run(&self, request: &Request) -> (Reply, Outcome) {
+    /// The general path for a UDP datagram the fast path passed on: decode it, run the
+    /// pipeline, encode the response within the client's payload size, and store it in the
+    /// packet cache when the fast path may serve it next time. `None`: send nothing.
+    pub async fn answer_udp(&self, raw: Vec<u8>, src: SocketAddr) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let request = match Request::from_bytes(raw.clone(), src, Protocol::Udp) {
+            Ok(request) => request,
+            Err(_) => {
+                // Shorter than a header: not DNS, no answer. Otherwise FORMERR, unless it
+                // claims to be a response (never answer those: reflection).
+                let header = Header::read(&mut BinDecoder::new(&raw)).ok()?;
+                if header.metadata.message_type == MessageType::Response {
+                    return None;
+                }
+                self.metrics
+                    .observe("other", "udp", Outcome::FormErr, started.elapsed());
+                return Some(formerr(&header));
+            }
+        };
+        if request.metadata.message_type == MessageType::Response {
+            return None;
+        }
+        let (generation, client_rules, group) = {
+            let s = self.policy.load();
+            (s.generation, s.client_rules, s.group_of(src.ip()))
+        };
+        let mut notes = Notes::default();
+        let (reply, outcome) = self.run(&request, &mut notes).await;
+        self.metrics
+            .observe(request_qtype(&request), "udp", outcome, started.elapsed());
+        if reply.drop {
+            return None;
+        }
+        let (edns, rcode) = self.response_edns(&request, reply.rcode);
+        let max_size = edns.as_ref().map_or(512, Edns::max_payload);
+        let response = self.build(&request, &reply, edns.as_ref(), rcode);
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(max_size);
+        if let Err(e) = response.destructive_emit(&mut encoder) {
+            debug!(error = %e, "could not encode a response");
+            let mut header = Header {
+                metadata: Metadata::response_from_request(&request.metadata),
+                counts: HeaderCounts::default(),
+            };
+            header.metadata.response_code = ResponseCode::ServFail;
+            return Some(formerr_like(&header));
+        }
+        // Fill the packet cache with answers that depend on nothing but its key.
+        let tally_outcome = match outcome {
+            Outcome::Allowed | Outcome::CacheHit => Some(Outcome::CacheHit),
+            Outcome::Blocked => Some(Outcome::Blocked),
+            _ => None,
+        };
+        let truncated = bytes.get(2).is_some_and(|b| b & 0x02 != 0);
+        if let Some(tally_outcome) = tally_outcome
+            && !notes.uncacheable
+            && !client_rules
+            && !reply.truncated
+            && !truncated
+            && matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain)
+            && let Some(view) = wire::parse_query(request.as_slice())
+            && view.edns.is_none_or(|e| e.version == 0)
+            && let Some(index) = wire::index_response(&bytes)
+        {
+            let mut key = [0u8; wire::MAX_KEY];
+            let n = wire::cache_key(request.as_slice(), &view, group as u16, &mut key);
+            self.packets.store(
+                &key[..n],
+                &bytes,
+                &index,
+                generation,
+                Tally {
+                    outcome: tally_outcome,
+                    blocked_by: notes.blocked_by,
+                    allowed_by: notes.allowed_by,
+                },
+            );
+        }
+        Some(bytes)
+    }
+
+    /// The response's EDNS record (answered in kind, RFC 6891: the smaller of the client's
+    /// payload size and ours) and the RCODE after the version check (BADVERS above 0).
+    fn response_edns(
+        &self,
+        request: &Request,
+        rcode: ResponseCode,
+    ) -> (Option<Edns>, ResponseCode) {
+        let Some(req_edns) = &request.edns else {
+            return (None, rcode);
+        };
+        let mut e = Edns::new();
+        e.set_max_payload(self.advertised_payload(req_edns.max_payload()));
+        e.set_version(0);
+        let rcode = if req_edns.version() > 0 {
+            ResponseCode::BADVERS
+        } else {
+            rcode
+        };
+        (Some(e), rcode)
+    }
+
+    /// The UDP payload size we advertise to a client that advertised `theirs`.
+    pub fn advertised_payload(&self, theirs: u16) -> u16 {
+        theirs.max(512).min(self.max_udp_payload)
+    }
+
+    fn build<'q, 'a>(
+        &self,
+        request: &'q Request,
+        reply: &'a Reply,
+        edns: Option<&'q Edns>,
+        rcode: ResponseCode,
+    ) -> Built<'q, 'a> {
+        let (answers, authorities): (&[Record], &[Record]) = if rcode == ResponseCode::BADVERS {
+            (&[], &[])
+        } else {
+            (&reply.answers, &reply.authorities)
+        };
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = false;
+        metadata.recursion_available = true;
+        metadata.authentic_data = false;
+        metadata.truncation = reply.truncated;
+        metadata.response_code = rcode;
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = edns {
+            builder.edns(e);
+        }
+        builder.build(metadata, answers.iter(), authorities.iter(), [], [])
+    }
+}
+
+/// A header-only error response to a request whose header we could read.
+fn formerr(request: &Header) -> Vec<u8> {
+    let mut header = Header {
+        metadata: Metadata::response_from_request(&request.metadata),
+        counts: HeaderCounts::default(),
+    };
+    header.metadata.response_code = ResponseCode::FormErr;
+    formerr_like(&header)
+}
+
+fn formerr_like(header: &Header) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(wire::HEADER);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    let _ = header.emit(&mut encoder);
+    bytes
+}
+
+impl DnsHandler {
+    async fn run(&self, request: &Request, notes: &mut Notes) -> (Reply, Outcome) {
         if request.metadata.op_code == OpCode::Notify {
             return self.notify(request);
         }
@@ -213,7 +382,7 @@ impl DnsHandler {
         let group = snapshot.group_of(client);
         let evaluation =
             snapshot.evaluate(&snapshot.prepare(canonical.as_bytes()), Some(client), group);
-        self.report_logged(&snapshot, evaluation.logged, qname);
+        self.report_logged(&snapshot, evaluation.logged, qname, notes);
         let q = Question {
             qname,
             canonical: &canonical,
@@ -224,7 +393,7 @@ impl DnsHandler {
         let mut check_answer = true;
         match evaluation.decision {
             Decision::Blocked(m) => {
-                if let Some(reply) = self.enforce(&snapshot, m, group, &q).await {
+                if let Some(reply) = self.enforce(&snapshot, m, group, &q, notes).await {
                     return (reply, Outcome::Blocked);
                 }
                 check_answer = false;
@@ -232,6 +401,7 @@ impl DnsHandler {
             Decision::Allowed(m) => {
                 if let Some(list) = snapshot.list(m) {
                     self.metrics.allowlisted_by(&list.name);
+                    notes.allowed_by = Some(m.list);
                 }
                 check_answer = false;
             }
@@ -256,9 +426,9 @@ impl DnsHandler {
         // too, so a list update applies to them at once.
         if check_answer && !answer.answers.is_empty() {
             let evaluation = snapshot.evaluate_answer(&answer.answers, group);
-            self.report_logged(&snapshot, evaluation.logged, qname);
+            self.report_logged(&snapshot, evaluation.logged, qname, notes);
             if let Decision::Blocked(m) = evaluation.decision
-                && let Some(reply) = self.enforce(&snapshot, m, group, &q).await
+                && let Some(reply) = self.enforce(&snapshot, m, group, &q, notes).await
             {
                 return (reply, Outcome::Blocked);
             }
@@ -303,12 +473,13 @@ impl DnsHandler {
         m: Match,
         group: GroupId,
         q: &Question<'_>,
+        notes: &mut Notes,
     ) -> Option<Reply> {
         let verdict = snapshot.verdict(m, group);
         if verdict == Verdict::TcpOnly && !q.udp {
             return None;
         }
-        Some(self.rewrite(snapshot, m, verdict, q).await)
+        Some(self.rewrite(snapshot, m, verdict, q, notes).await)
     }
 
     /// The rewritten answer for a match. Local data that rewrites the name to another (an RPZ
@@ -320,6 +491,7 @@ impl DnsHandler {
         m: Match,
         verdict: Verdict<'_>,
         q: &Question<'_>,
+        notes: &mut Notes,
     ) -> Reply {
         let Question {
             qname,
@@ -330,6 +502,7 @@ impl DnsHandler {
         } = *q;
         if let Some(list) = snapshot.list(m) {
             self.metrics.blocked_by(&list.name);
+            notes.blocked_by = Some(m.list);
         }
         // The listed name is the matched suffix of the query; address triggers have none, and
         // their negative answers carry the query name as the SOA owner.
@@ -389,8 +562,15 @@ impl DnsHandler {
         }
     }
 
-    fn report_logged(&self, snapshot: &Snapshot, logged: Option<Match>, qname: &Name) {
+    fn report_logged(
+        &self,
+        snapshot: &Snapshot,
+        logged: Option<Match>,
+        qname: &Name,
+        notes: &mut Notes,
+    ) {
         let Some(m) = logged else { return };
+        notes.uncacheable = true;
         if let Some(list) = snapshot.list(m) {
             self.metrics.log_only_match(&list.name);
             info!(

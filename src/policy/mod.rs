@@ -322,6 +322,19 @@ pub struct Snapshot {
     pub group_map: GroupMap,
     /// Union of the lists' label-count masks.
     label_mask: u64,
+    /// Unique per assembled snapshot: answers cached under one generation are not served under
+    /// another, so a list update applies to the very next query.
+    pub generation: u64,
+    /// Some list has CLIENT-IP triggers: decisions then depend on the client address, not
+    /// only on its group.
+    pub client_rules: bool,
+}
+
+/// Source of snapshot generations.
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Default for Snapshot {
@@ -335,6 +348,8 @@ impl Default for Snapshot {
             }],
             group_map: GroupMap::default(),
             label_mask: 0,
+            generation: next_generation(),
+            client_rules: false,
         }
     }
 }
@@ -468,11 +483,14 @@ impl Snapshot {
         let label_mask = lists.iter().fold(0, |m, l| {
             m | l.block.label_mask() | l.allow.label_mask() | l.important.label_mask()
         });
+        let client_rules = lists.iter().any(|l| !l.client_ip.is_empty());
         Self {
             lists,
             groups: out,
             group_map,
             label_mask,
+            generation: next_generation(),
+            client_rules,
         }
     }
 

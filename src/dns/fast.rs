@@ -1,0 +1,292 @@
+//! The UDP fast path, in front of the general (hickory message) path: a plain query is read in
+//! place, served from the packet cache when it can be, and a name the policy blocks with the
+//! block address, NXDOMAIN or NODATA is answered by writing the response bytes directly. Every
+//! other query (and every packet-cache miss of an allowed name) goes to the general path, which
+//! fills the packet cache.
+//!
+//! Synthesized bytes are exactly what the general path sends for the same question (hickory's
+//! encoding, name compression included); `tests/fast_path.rs` compares the two on the wire.
+
+use std::{net::IpAddr, sync::Arc, time::Instant};
+
+use hickory_proto::rr::RecordType;
+
+use super::{
+    handler::DnsHandler,
+    packet_cache::Tally,
+    wire::{self, CLASS_IN, HEADER, QueryView, TYPE_A, TYPE_AAAA},
+};
+use crate::{
+    metrics::{Outcome, qtype_label},
+    policy::{Decision, Match, Snapshot, Trigger, Verdict},
+};
+
+/// What the fast path did with a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fast {
+    /// A response of this many bytes is in the output buffer.
+    Reply(usize),
+    /// Not for the fast path: hand it to the general path.
+    General,
+}
+
+/// The fast path; one per server, shared by the UDP workers.
+#[derive(Debug)]
+pub struct FastPath {
+    handler: Arc<DnsHandler>,
+}
+
+/// The SOA MNAME of synthesized negative answers, and where its `rampart.invalid.` suffix
+/// starts (RNAME points there), as the general path's `answer::soa` writes them.
+const MNAME: &[u8] = b"\x06policy\x07rampart\x07invalid\x00";
+const MNAME_SUFFIX: usize = 7;
+const RNAME_LABEL: &[u8] = b"\x0ahostmaster";
+
+impl FastPath {
+    pub fn new(handler: Arc<DnsHandler>) -> Self {
+        Self { handler }
+    }
+
+    pub fn handler(&self) -> &Arc<DnsHandler> {
+        &self.handler
+    }
+
+    /// Answer `req` from `client` into `out` if the fast path can.
+    pub fn answer(&self, req: &[u8], client: IpAddr, now: Instant, out: &mut [u8]) -> Fast {
+        let Some(q) = wire::parse_query(req) else {
+            return Fast::General;
+        };
+        // Zone transfers, OPT as a question and other classes are refused by the general path.
+        if q.qclass != CLASS_IN || matches!(q.qtype, 41 | 251 | 252) {
+            return Fast::General;
+        }
+        let (limit, advertised) = match q.edns {
+            None => (512, 0),
+            Some(e) if e.version == 0 => {
+                let a = self.handler.advertised_payload(e.payload);
+                (usize::from(a), a)
+            }
+            Some(_) => return Fast::General,
+        };
+        let h = &self.handler;
+        let snapshot = h.policy.load();
+        let group = snapshot.group_of(client);
+        let mut key = [0u8; wire::MAX_KEY];
+        let mut key_len = 0;
+        if !snapshot.client_rules {
+            key_len = wire::cache_key(req, &q, group as u16, &mut key);
+            if let Some(hit) = h.packets.serve(
+                &key[..key_len],
+                snapshot.generation,
+                now,
+                limit,
+                advertised,
+                req,
+                out,
+            ) {
+                self.count(&snapshot, q.qtype, hit.tally, now);
+                return Fast::Reply(hit.len);
+            }
+        }
+
+        // A miss: answer blocked names here, pass everything else on.
+        let mut name = [0u8; 256];
+        let name_len = wire::policy_name(req, &q, &mut name);
+        let name = &name[..name_len];
+        // Dots inside labels and names under `invalid.` (which the SOA MNAME would compress
+        // against) are rare enough to leave to the general path.
+        if name.is_empty() || name.contains(&0) || ends_with_label(name, b"invalid") {
+            return Fast::General;
+        }
+        let evaluation = snapshot.evaluate(&snapshot.prepare(name), Some(client), group);
+        if evaluation.logged.is_some() {
+            return Fast::General;
+        }
+        let Decision::Blocked(m) = evaluation.decision else {
+            return Fast::General;
+        };
+        if m.trigger != Trigger::QName {
+            return Fast::General;
+        }
+        let block = &h.block;
+        let (v4, v6);
+        let (rcode, address): (u8, Option<&[u8]>) = match snapshot.verdict(m, group) {
+            Verdict::BlockAddress => match (q.qtype, block.ipv4, block.ipv6) {
+                (TYPE_A, Some(a), _) => {
+                    v4 = a.octets();
+                    (0, Some(&v4[..]))
+                }
+                (TYPE_AAAA, _, Some(a)) => {
+                    v6 = a.octets();
+                    (0, Some(&v6[..]))
+                }
+                _ => (0, None),
+            },
+            Verdict::NoData => (0, None),
+            Verdict::NxDomain => (3, None),
+            _ => return Fast::General,
+        };
+        // Negative answers carry the SOA of the listed name (a suffix of the query name).
+        let zone = address
+            .is_none()
+            .then(|| zone_offset(req, &q, name, m));
+        let len = synthesize(req, &q, rcode, address, zone, block.ttl, advertised, out);
+        self.blocked(&snapshot, &q, m, &key[..key_len], out, len, now)
+    }
+
+    /// Count, cache and send a synthesized block answer.
+    #[allow(clippy::too_many_arguments)]
+    fn blocked(
+        &self,
+        snapshot: &Snapshot,
+        q: &QueryView,
+        m: Match,
+        key: &[u8],
+        out: &[u8],
+        len: Option<usize>,
+        now: Instant,
+    ) -> Fast {
+        let Some(len) = len else {
+            return Fast::General;
+        };
+        let tally = Tally {
+            outcome: Outcome::Blocked,
+            blocked_by: Some(m.list),
+            allowed_by: None,
+        };
+        // An empty key: CLIENT-IP rules are in force, and answers are not cached.
+        if !key.is_empty()
+            && let Some(index) = wire::index_response(&out[..len])
+        {
+            self.handler.packets.store(
+                key,
+                &out[..len],
+                &index,
+                snapshot.generation,
+                tally,
+            );
+        }
+        self.count(snapshot, q.qtype, tally, now);
+        Fast::Reply(len)
+    }
+
+    fn count(&self, snapshot: &Snapshot, qtype: u16, tally: Tally, started: Instant) {
+        let m = &self.handler.metrics;
+        if let Some(list) = tally.blocked_by.and_then(|i| snapshot.lists.get(i)) {
+            m.blocked_by(&list.info.name);
+        }
+        if let Some(list) = tally.allowed_by.and_then(|i| snapshot.lists.get(i)) {
+            m.allowlisted_by(&list.info.name);
+        }
+        m.observe(
+            qtype_label(RecordType::from(qtype)),
+            "udp",
+            tally.outcome,
+            started.elapsed(),
+        );
+    }
+}
+
+fn ends_with_label(name: &[u8], label: &[u8]) -> bool {
+    name.len() >= label.len()
+        && name[name.len() - label.len()..].eq_ignore_ascii_case(label)
+        && (name.len() == label.len() || name[name.len() - label.len() - 1] == b'.')
+}
+
+/// Offset in `req` of the first label of the listed name that matched (a suffix of the query
+/// name, `suffix_len` bytes of its dotted form).
+fn zone_offset(req: &[u8], q: &QueryView, name: &[u8], m: Match) -> usize {
+    let suffix = m.hit.suffix_len.min(name.len());
+    if suffix == 0 {
+        return HEADER;
+    }
+    let zone_labels = name[name.len() - suffix..]
+        .iter()
+        .filter(|&&b| b == b'.')
+        .count()
+        + 1;
+    let total_labels = name.iter().filter(|&&b| b == b'.').count() + 1;
+    let mut pos = HEADER;
+    for _ in 0..total_labels.saturating_sub(zone_labels) {
+        if pos >= q.qname_end {
+            break;
+        }
+        pos += 1 + usize::from(req[pos]);
+    }
+    pos
+}
+
+/// Write a block response: the question as asked, then either one address record (`address`,
+/// owner = the query name, written in full as hickory does since the question is not a
+/// compression target) or an SOA for `zone` (an offset of a suffix of the query name in `req`)
+/// in the authority section, then an OPT record if the query had one. Returns the length, or
+/// None if `out` is too small.
+#[allow(clippy::too_many_arguments)]
+fn synthesize(
+    req: &[u8],
+    q: &QueryView,
+    rcode: u8,
+    address: Option<&[u8]>,
+    zone: Option<usize>,
+    ttl: u32,
+    advertised: u16,
+    out: &mut [u8],
+) -> Option<usize> {
+    let qend = q.question_end();
+    let qname = &req[HEADER..q.qname_end];
+    let need = qend
+        + address.map_or(0, |a| qname.len() + 10 + a.len())
+        + zone.map_or(0, |z| (q.qname_end - z) + 10 + MNAME.len() + RNAME_LABEL.len() + 2 + 20)
+        + if q.edns.is_some() { 11 } else { 0 };
+    if need > out.len() {
+        return None;
+    }
+    out[0] = req[0];
+    out[1] = req[1];
+    out[2] = 0x80 | (req[2] & 0x01);
+    out[3] = 0x80 | (req[3] & 0x10) | rcode;
+    let counts = [
+        1u16,
+        u16::from(address.is_some()),
+        u16::from(zone.is_some()),
+        u16::from(q.edns.is_some()),
+    ];
+    for (i, c) in counts.iter().enumerate() {
+        out[4 + 2 * i..6 + 2 * i].copy_from_slice(&c.to_be_bytes());
+    }
+    out[HEADER..qend].copy_from_slice(&req[HEADER..qend]);
+    let mut pos = qend;
+    let mut put = |bytes: &[u8], pos: &mut usize| {
+        out[*pos..*pos + bytes.len()].copy_from_slice(bytes);
+        *pos += bytes.len();
+    };
+    if let Some(a) = address {
+        put(qname, &mut pos);
+        put(&req[q.qname_end..q.qname_end + 2], &mut pos);
+        put(&CLASS_IN.to_be_bytes(), &mut pos);
+        put(&ttl.to_be_bytes(), &mut pos);
+        put(&(a.len() as u16).to_be_bytes(), &mut pos);
+        put(a, &mut pos);
+    }
+    if let Some(z) = zone {
+        put(&req[z..q.qname_end], &mut pos);
+        put(&6u16.to_be_bytes(), &mut pos);
+        put(&CLASS_IN.to_be_bytes(), &mut pos);
+        put(&ttl.to_be_bytes(), &mut pos);
+        let rdlen = MNAME.len() + RNAME_LABEL.len() + 2 + 20;
+        put(&(rdlen as u16).to_be_bytes(), &mut pos);
+        let mname_at = pos;
+        put(MNAME, &mut pos);
+        put(RNAME_LABEL, &mut pos);
+        put(&(0xc000 | (mname_at + MNAME_SUFFIX) as u16).to_be_bytes(), &mut pos);
+        for v in [1u32, 3600, 600, 86_400, ttl] {
+            put(&v.to_be_bytes(), &mut pos);
+        }
+    }
+    if q.edns.is_some() {
+        put(&[0, 0, 41], &mut pos);
+        put(&advertised.to_be_bytes(), &mut pos);
+        put(&[0, 0, 0, 0, 0, 0], &mut pos);
+    }
+    Some(pos)
+}
