@@ -16,10 +16,7 @@ use std::{
 use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
 use hickory_server::Server;
-use tokio::{
-    net::TcpListener,
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod fast_path;
 mod feeds;
 mod lists_stats;
 mod metrics;

@@ -127,9 +127,7 @@ impl FastPath {
             _ => return Fast::General,
         };
         // Negative answers carry the SOA of the listed name (a suffix of the query name).
-        let zone = address
-            .is_none()
-            .then(|| zone_offset(req, &q, name, m));
+        let zone = address.is_none().then(|| zone_offset(req, &q, name, m));
         let len = synthesize(req, &q, rcode, address, zone, block.ttl, advertised, out);
         self.blocked(&snapshot, &q, m, &key[..key_len], out, len, now)
     }
@@ -158,13 +156,9 @@ impl FastPath {
         if !key.is_empty()
             && let Some(index) = wire::index_response(&out[..len])
         {
-            self.handler.packets.store(
-                key,
-                &out[..len],
-                &index,
-                snapshot.generation,
-                tally,
-            );
+            self.handler
+                .packets
+                .store(key, &out[..len], &index, snapshot.generation, tally);
         }
         self.count(snapshot, q.qtype, tally, now);
         Fast::Reply(len)
@@ -236,7 +230,9 @@ fn synthesize(
     let qname = &req[HEADER..q.qname_end];
     let need = qend
         + address.map_or(0, |a| qname.len() + 10 + a.len())
-        + zone.map_or(0, |z| (q.qname_end - z) + 10 + MNAME.len() + RNAME_LABEL.len() + 2 + 20)
+        + zone.map_or(0, |z| {
+            (q.qname_end - z) + 10 + MNAME.len() + RNAME_LABEL.len() + 2 + 20
+        })
         + if q.edns.is_some() { 11 } else { 0 };
     if need > out.len() {
         return None;
@@ -278,7 +274,10 @@ fn synthesize(
         let mname_at = pos;
         put(MNAME, &mut pos);
         put(RNAME_LABEL, &mut pos);
-        put(&(0xc000 | (mname_at + MNAME_SUFFIX) as u16).to_be_bytes(), &mut pos);
+        put(
+            &(0xc000 | (mname_at + MNAME_SUFFIX) as u16).to_be_bytes(),
+            &mut pos,
+        );
         for v in [1u32, 3600, 600, 86_400, ttl] {
             put(&v.to_be_bytes(), &mut pos);
         }

@@ -144,8 +144,10 @@ impl Worker {
         while !self.stop.load(Ordering::Acquire) {
             // Read a batch: block for the first datagram (up to WAKE), take what else is there.
             let n = {
-                let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-                    rx.iter_mut().map(|b| [IoSliceMut::new(&mut b[..])]).collect();
+                let mut iovs: Vec<[IoSliceMut<'_>; 1]> = rx
+                    .iter_mut()
+                    .map(|b| [IoSliceMut::new(&mut b[..])])
+                    .collect();
                 match recvmmsg(
                     fd,
                     &mut rx_headers,

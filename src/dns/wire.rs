@@ -216,7 +216,8 @@ pub fn index_response(p: &[u8]) -> Option<ResponseIndex> {
     if p.len() < HEADER || u16_at(p, 4)? != 1 {
         return None;
     }
-    let records = usize::from(u16_at(p, 6)?) + usize::from(u16_at(p, 8)?) + usize::from(u16_at(p, 10)?);
+    let records =
+        usize::from(u16_at(p, 6)?) + usize::from(u16_at(p, 8)?) + usize::from(u16_at(p, 10)?);
     let question_end = skip_name(p, HEADER)? + 4;
     let mut pos = question_end;
     let mut index = ResponseIndex {
@@ -256,7 +257,20 @@ mod tests {
     use super::*;
 
     fn query(name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> {
-        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())];
+        let mut p = vec![
+            0x12,
+            0x34,
+            0x01,
+            0x00,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u8::from(edns.is_some()),
+        ];
         for label in name.split('.').filter(|l| !l.is_empty()) {
             p.push(label.len() as u8);
             p.extend_from_slice(label.as_bytes());
@@ -354,7 +368,10 @@ mod tests {
         assert_eq!(i.min_ttl, Some(60));
         assert_eq!(i.ttl_offsets.len(), 1);
         assert_eq!(get_u32(&p, usize::from(i.ttl_offsets[0])), 60);
-        assert_eq!(u16_at(&p, usize::from(i.opt_payload_at.unwrap())), Some(1232));
+        assert_eq!(
+            u16_at(&p, usize::from(i.opt_payload_at.unwrap())),
+            Some(1232)
+        );
         assert!(index_response(&p[..p.len() - 1]).is_none());
     }
 }

@@ -295,6 +295,8 @@ pub struct Setup {
     pub admin_token: Option<&'static str>,
     /// DNS listen address; default 127.0.0.1:0.
     pub listen: Option<SocketAddr>,
+    /// Extra lines for the `[server]` table.
+    pub server: String,
 }
 
 pub enum Mode {
@@ -311,6 +313,7 @@ impl Default for Setup {
             timeout: "2s",
             admin_token: None,
             listen: None,
+            server: String::new(),
         }
     }
 }
@@ -375,10 +378,11 @@ impl TestServer {
             ),
         };
         let text = format!(
-            "[server]\nlisten = [\"{}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{}\"\n[resolver]\n{resolver}\n{}",
+            "[server]\nlisten = [\"{}\"]\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{}\"\n[resolver]\n{resolver}\n{}",
             setup
                 .listen
                 .map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string()),
+            setup.server,
             setup.admin_token.unwrap_or_default(),
             setup.extra
         );

@@ -1,0 +1,137 @@
+//! The UDP fast path answers exactly as the general path: the same questions go to a server
+//! with `fast_path = true` (first ask fills the packet cache or is synthesized in wire form,
+//! the second is a packet-cache hit) and to one with `fast_path = false`, and the wire
+//! responses must be byte-identical apart from the ID and the TTLs.
+
+use hickory_proto::rr::RecordType;
+use rampart::dns::wire;
+
+use crate::support::*;
+
+/// Raw query bytes with the name spelt exactly as given.
+fn raw_query(
+    id: u16,
+    qname: &str,
+    qtype: RecordType,
+    edns: Option<(u16, bool)>,
+    rd: bool,
+) -> Vec<u8> {
+    let mut p = id.to_be_bytes().to_vec();
+    p.extend_from_slice(&[
+        u8::from(rd),
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        u8::from(edns.is_some()),
+    ]);
+    for label in qname.split('.').filter(|l| !l.is_empty()) {
+        p.push(label.len() as u8);
+        p.extend_from_slice(label.as_bytes());
+    }
+    p.push(0);
+    p.extend_from_slice(&u16::from(qtype).to_be_bytes());
+    p.extend_from_slice(&1u16.to_be_bytes());
+    if let Some((payload, dnssec)) = edns {
+        p.extend_from_slice(&[0, 0, 41]);
+        p.extend_from_slice(&payload.to_be_bytes());
+        p.extend_from_slice(&[0, 0, if dnssec { 0x80 } else { 0 }, 0, 0, 0]);
+    }
+    p
+}
+
+/// A response with ID and TTLs zeroed.
+fn normalized(mut r: Vec<u8>) -> Vec<u8> {
+    let index = wire::index_response(&r).expect("a response we can index");
+    r[0] = 0;
+    r[1] = 0;
+    for at in index.ttl_offsets {
+        wire::put_u32(&mut r, usize::from(at), 0);
+    }
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_and_general_paths_answer_alike() {
+    let h = Hierarchy::start().await;
+    let (files, lists) = standard_lists();
+    let start = |fast: bool| {
+        let files = files.clone();
+        let extra = lists.clone();
+        let h = &h;
+        async move {
+            TestServer::start(
+                h,
+                Setup {
+                    files,
+                    extra,
+                    server: format!("fast_path = {fast}"),
+                    ..Setup::default()
+                },
+            )
+            .await
+        }
+    };
+    let fast = start(true).await;
+    let general = start(false).await;
+
+    let questions: Vec<(&str, RecordType)> = vec![
+        // Resolved upstream, then served from the packet cache.
+        ("www.corp.test.", RecordType::A),
+        ("WwW.CoRp.TeSt.", RecordType::AAAA),
+        ("corp.test.", RecordType::MX),
+        ("alias.corp.test.", RecordType::A),
+        ("nothing.corp.test.", RecordType::A),
+        ("www.corp.test.", RecordType::TXT),
+        // Allow-listed under a blocked name.
+        ("ok.ads.corp.test.", RecordType::A),
+        // Blocked: address, subdomain, NODATA, NXDOMAIN list, mixed case.
+        ("ads.corp.test.", RecordType::A),
+        ("x.ads.corp.test.", RecordType::AAAA),
+        ("deep.x.Ads.Corp.Test.", RecordType::MX),
+        ("tracker.test.", RecordType::TXT),
+        ("sub.adnet.test.", RecordType::A),
+        ("ADNET.test.", RecordType::AAAA),
+    ];
+    let variants = [
+        (None, true),
+        (Some((1232, false)), true),
+        (Some((4096, true)), true),
+        (Some((512, false)), false),
+        (None, false),
+    ];
+    let mut compared = 0;
+    let mut id = 100u16;
+    for (qname, qtype) in &questions {
+        for (edns, rd) in variants {
+            id = id.wrapping_add(1);
+            let q = raw_query(id, qname, *qtype, edns, rd);
+            let expected = exchange_bytes(general.dns, Transport::Udp, &q).await;
+            // Ask the fast server twice: the first answer fills the packet cache (or is
+            // synthesized), the second is served from it.
+            for round in 0..2 {
+                let got = exchange_bytes(fast.dns, Transport::Udp, &q).await;
+                assert_eq!(&got[..2], &q[..2], "ID echoed for {qname} {qtype}");
+                assert_eq!(
+                    normalized(got),
+                    normalized(expected.clone()),
+                    "{qname} {qtype} edns={edns:?} rd={rd} round {round}: fast and general responses differ"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, questions.len() * variants.len() * 2);
+
+    // The second round of each question was a packet-cache hit.
+    let m = fast.metrics().await;
+    assert!(metric_sum(&m, "rampart_packet_cache_entries", &[]) >= 0.0);
+    let hits = metric_sum(&m, "rampart_queries_total", &["outcome=\"cache_hit\""]);
+    assert!(hits >= 6.0 * variants.len() as f64, "cache hits: {hits}");
+    fast.stop().await;
+    general.stop().await;
+}
