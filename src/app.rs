@@ -62,6 +62,27 @@ impl std::fmt::Debug for Running {
     }
 }
 
+/// The query pipeline for `config` around a policy (used by `start`, and by the benches to
+/// run the pipeline in-process).
+pub fn build_handler(
+    config: &Config,
+    policy: Arc<ArcSwap<Snapshot>>,
+    metrics: Metrics,
+    feeds: Option<Arc<Feeds>>,
+) -> anyhow::Result<Arc<DnsHandler>> {
+    let upstream = Upstream::new(&config.resolver).context("setting up the resolver")?;
+    Ok(Arc::new(DnsHandler {
+        policy,
+        cache: Arc::new(Cache::new(config.cache.clone())),
+        upstream,
+        metrics,
+        block: config.block.clone(),
+        max_udp_payload: config.max_udp_payload,
+        feeds,
+        packets: Arc::new(PacketCache::new(config.cache.packet_size)),
+    }))
+}
+
 /// Load the lists, bind everything and start serving.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let metrics = Metrics::new(prometheus::Registry::new()).context("registering metrics")?;
@@ -78,19 +99,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     feeds.initial_load().await?;
     log_lists(&policy.load());
 
-    let upstream = Upstream::new(&config.resolver).context("setting up the resolver")?;
-    let cache = Arc::new(Cache::new(config.cache.clone()));
-    let packets = Arc::new(PacketCache::new(config.cache.packet_size));
-    let handler = Arc::new(DnsHandler {
-        policy: policy.clone(),
-        cache: cache.clone(),
-        upstream,
-        metrics: metrics.clone(),
-        block: config.block.clone(),
-        max_udp_payload: config.max_udp_payload,
-        feeds: Some(feeds.clone()),
-        packets: packets.clone(),
-    });
+    let handler = build_handler(
+        &config,
+        policy.clone(),
+        metrics.clone(),
+        Some(feeds.clone()),
+    )?;
+    let (cache, packets) = (handler.cache.clone(), handler.packets.clone());
 
     // TCP through hickory-server; UDP through our own workers (fast path, then the same
     // handler).

@@ -5,8 +5,8 @@
 //! list name. A domain name or a client address never becomes a label.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::policy::Snapshot;
@@ -91,6 +91,35 @@ const QTYPES: &[&str] = &[
 pub fn qtype_label(rtype: hickory_proto::rr::RecordType) -> &'static str {
     let s: &'static str = rtype.into();
     QTYPES.iter().copied().find(|q| *q == s).unwrap_or("other")
+}
+
+/// The position of a query type's label in [`qtype_labels`], from its number, without going
+/// through strings (the fast path counts every query).
+pub fn qtype_index(code: u16) -> usize {
+    match code {
+        1 => 0,
+        28 => 1,
+        5 => 2,
+        15 => 3,
+        16 => 4,
+        2 => 5,
+        6 => 6,
+        12 => 7,
+        33 => 8,
+        65 => 9,
+        64 => 10,
+        257 => 11,
+        43 => 12,
+        48 => 13,
+        255 => 14,
+        35 => 15,
+        _ => QTYPES.len(),
+    }
+}
+
+/// Every `qtype` label value, in [`qtype_index`] order ("other" last).
+pub fn qtype_labels() -> impl Iterator<Item = &'static str> {
+    QTYPES.iter().copied().chain(std::iter::once("other"))
 }
 
 impl Metrics {
@@ -355,6 +384,25 @@ impl Metrics {
         self.duration
             .with_label_values(&[protocol])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// One series of `rampart_queries_total`, for callers that count locally and flush.
+    pub fn query_counter(&self, qtype: &str, protocol: &str, outcome: Outcome) -> IntCounter {
+        self.queries
+            .with_label_values(&[qtype, protocol, outcome.label()])
+    }
+
+    /// The query-duration histogram of one protocol.
+    pub fn duration_histogram(&self, protocol: &str) -> Histogram {
+        self.duration.with_label_values(&[protocol])
+    }
+
+    pub fn blocked_counter(&self, list: &str) -> IntCounter {
+        self.blocked.with_label_values(&[list])
+    }
+
+    pub fn allowlisted_counter(&self, list: &str) -> IntCounter {
+        self.allowlisted.with_label_values(&[list])
     }
 
     pub fn udp_dropped(&self, reason: &str) {

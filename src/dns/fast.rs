@@ -7,9 +7,13 @@
 //! Synthesized bytes are exactly what the general path sends for the same question (hickory's
 //! encoding, name compression included); `tests/fast_path.rs` compares the two on the wire.
 
-use std::{net::IpAddr, sync::Arc, time::Instant};
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use hickory_proto::rr::RecordType;
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 
 use super::{
     handler::DnsHandler,
@@ -17,9 +21,72 @@ use super::{
     wire::{self, CLASS_IN, HEADER, QueryView, TYPE_A, TYPE_AAAA},
 };
 use crate::{
-    metrics::{Outcome, qtype_label},
+    metrics::{Outcome, qtype_index, qtype_labels},
     policy::{Decision, Match, Snapshot, Trigger, Verdict},
 };
+
+/// A worker's own counters for what the fast path answers, flushed to the shared metrics once
+/// per batch: per-query atomic updates of labelled series cost more than a cache hit.
+pub struct Tallies {
+    /// `rampart_queries_total{protocol="udp"}`: [qtype index][cache_hit, blocked].
+    queries: Vec<[LocalIntCounter; 2]>,
+    duration: LocalHistogram,
+    /// Fast answers since the last batch ended (their duration is the batch's).
+    pending: u32,
+    /// The snapshot generation the per-list counters below belong to.
+    generation: u64,
+    blocked: Vec<LocalIntCounter>,
+    allowed: Vec<LocalIntCounter>,
+}
+
+impl std::fmt::Debug for Tallies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tallies").finish_non_exhaustive()
+    }
+}
+
+impl Tallies {
+    fn count(&mut self, fast: &FastPath, snapshot: &Snapshot, qtype: u16, tally: Tally) {
+        if snapshot.generation != self.generation {
+            self.flush_lists();
+            let m = &fast.handler.metrics;
+            let names = || snapshot.lists.iter().map(|l| l.info.name.as_str());
+            self.blocked = names().map(|n| m.blocked_counter(n).local()).collect();
+            self.allowed = names().map(|n| m.allowlisted_counter(n).local()).collect();
+            self.generation = snapshot.generation;
+        }
+        if let Some(c) = tally.blocked_by.and_then(|i| self.blocked.get(i)) {
+            c.inc();
+        }
+        if let Some(c) = tally.allowed_by.and_then(|i| self.allowed.get(i)) {
+            c.inc();
+        }
+        let outcome = usize::from(tally.outcome == Outcome::Blocked);
+        self.queries[qtype_index(qtype)][outcome].inc();
+        self.pending += 1;
+    }
+
+    fn flush_lists(&mut self) {
+        for c in self.blocked.iter().chain(&self.allowed) {
+            c.flush();
+        }
+    }
+
+    /// End of a batch that took `elapsed` from reading to answering: record that as the
+    /// duration of each fast answer in it, and publish the counts.
+    pub fn finish_batch(&mut self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        for _ in 0..std::mem::take(&mut self.pending) {
+            self.duration.observe(secs);
+        }
+        self.duration.flush();
+        for pair in &self.queries {
+            pair[0].flush();
+            pair[1].flush();
+        }
+        self.flush_lists();
+    }
+}
 
 /// What the fast path did with a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +118,35 @@ impl FastPath {
         &self.handler
     }
 
+    /// Counters for one worker.
+    pub fn tallies(&self) -> Tallies {
+        let m = &self.handler.metrics;
+        Tallies {
+            queries: qtype_labels()
+                .map(|q| {
+                    [
+                        m.query_counter(q, "udp", Outcome::CacheHit).local(),
+                        m.query_counter(q, "udp", Outcome::Blocked).local(),
+                    ]
+                })
+                .collect(),
+            duration: m.duration_histogram("udp").local(),
+            pending: 0,
+            generation: 0,
+            blocked: Vec::new(),
+            allowed: Vec::new(),
+        }
+    }
+
     /// Answer `req` from `client` into `out` if the fast path can.
-    pub fn answer(&self, req: &[u8], client: IpAddr, now: Instant, out: &mut [u8]) -> Fast {
+    pub fn answer(
+        &self,
+        req: &[u8],
+        client: IpAddr,
+        now: Instant,
+        out: &mut [u8],
+        tallies: &mut Tallies,
+    ) -> Fast {
         let Some(q) = wire::parse_query(req) else {
             return Fast::General;
         };
@@ -84,7 +178,7 @@ impl FastPath {
                 req,
                 out,
             ) {
-                self.count(&snapshot, q.qtype, hit.tally, now);
+                tallies.count(self, &snapshot, q.qtype, hit.tally);
                 return Fast::Reply(hit.len);
             }
         }
@@ -129,7 +223,7 @@ impl FastPath {
         // Negative answers carry the SOA of the listed name (a suffix of the query name).
         let zone = address.is_none().then(|| zone_offset(req, &q, name, m));
         let len = synthesize(req, &q, rcode, address, zone, block.ttl, advertised, out);
-        self.blocked(&snapshot, &q, m, &key[..key_len], out, len, now)
+        self.blocked(&snapshot, &q, m, &key[..key_len], out, len, tallies)
     }
 
     /// Count, cache and send a synthesized block answer.
@@ -142,7 +236,7 @@ impl FastPath {
         key: &[u8],
         out: &[u8],
         len: Option<usize>,
-        now: Instant,
+        tallies: &mut Tallies,
     ) -> Fast {
         let Some(len) = len else {
             return Fast::General;
@@ -160,24 +254,8 @@ impl FastPath {
                 .packets
                 .store(key, &out[..len], &index, snapshot.generation, tally);
         }
-        self.count(snapshot, q.qtype, tally, now);
+        tallies.count(self, snapshot, q.qtype, tally);
         Fast::Reply(len)
-    }
-
-    fn count(&self, snapshot: &Snapshot, qtype: u16, tally: Tally, started: Instant) {
-        let m = &self.handler.metrics;
-        if let Some(list) = tally.blocked_by.and_then(|i| snapshot.lists.get(i)) {
-            m.blocked_by(&list.info.name);
-        }
-        if let Some(list) = tally.allowed_by.and_then(|i| snapshot.lists.get(i)) {
-            m.allowlisted_by(&list.info.name);
-        }
-        m.observe(
-            qtype_label(RecordType::from(qtype)),
-            "udp",
-            tally.outcome,
-            started.elapsed(),
-        );
     }
 }
 

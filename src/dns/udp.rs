@@ -140,6 +140,7 @@ impl Worker {
         let mut lens = [0usize; BATCH];
         let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
         let metrics = self.fast.handler().metrics.clone();
+        let mut tallies = self.fast.tallies();
 
         while !self.stop.load(Ordering::Acquire) {
             // Read a batch: block for the first datagram (up to WAKE), take what else is there.
@@ -189,7 +190,8 @@ impl Worker {
                 };
                 let request = &rx[i][..len];
                 let fast = if self.use_fast_path {
-                    self.fast.answer(request, src.ip(), now, &mut tx[replies])
+                    self.fast
+                        .answer(request, src.ip(), now, &mut tx[replies], &mut tallies)
                 } else {
                     Fast::General
                 };
@@ -204,6 +206,7 @@ impl Worker {
             }
             if replies > 0 {
                 self.send_batch(&mut tx_headers, &tx, &lens[..replies], &dests[..replies]);
+                tallies.finish_batch(now.elapsed());
             }
         }
     }
