@@ -521,18 +521,16 @@ pub fn parse_reader(
     }
     let mut parser = LineParser::new(format);
     let mut list = ParsedList::default();
-    let mut buf = Vec::with_capacity(256);
     let mut offset = 0usize;
     let mut line = 0u32;
     let mut blank = true;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf)?;
-        if n == 0 {
-            break;
-        }
+    // One line with its ending: lines are taken straight from the reader's buffer (only one
+    // that straddles two reads is copied), since copying every line out cost more than
+    // parsing it.
+    let mut one_line = |bytes: &[u8]| -> Result<(), ReadError> {
+        let n = bytes.len();
         line = line.saturating_add(1);
-        let mut bytes = buf.as_slice();
+        let mut bytes = bytes;
         if line == 1 {
             bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
         }
@@ -552,6 +550,42 @@ pub fn parse_reader(
         for rule in list.rules.drain(..) {
             on_rule(rule);
         }
+        Ok(())
+    };
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let chunk = reader.fill_buf()?;
+        let len = chunk.len();
+        if len == 0 {
+            if !carry.is_empty() {
+                one_line(&carry)?;
+            }
+            break;
+        }
+        let mut start = 0;
+        if !carry.is_empty() {
+            match memchr::memchr(b'\n', chunk) {
+                Some(i) => {
+                    carry.extend_from_slice(&chunk[..=i]);
+                    one_line(&carry)?;
+                    carry.clear();
+                    start = i + 1;
+                }
+                None => {
+                    carry.extend_from_slice(chunk);
+                    reader.consume(len);
+                    continue;
+                }
+            }
+        }
+        let base = start;
+        for end in memchr::memchr_iter(b'\n', &chunk[base..]) {
+            let stop = base + end + 1;
+            one_line(&chunk[start..stop])?;
+            start = stop;
+        }
+        carry.extend_from_slice(&chunk[start..]);
+        reader.consume(len);
     }
     if blank {
         return Err(ListError::Empty.into());
@@ -864,10 +898,14 @@ mod tests {
                  \"open\r\nc.example",
             ),
         ];
-        for (format, text) in samples {
+        // Buffers smaller than a line, a few lines, and the whole text: lines straddle reads.
+        for ((format, text), capacity) in samples
+            .iter()
+            .flat_map(|s| [1, 5, 37, 1 << 16].map(|c| (*s, c)))
+        {
             let whole = parse(format, text);
             let mut rules = Vec::new();
-            let reader = std::io::BufReader::with_capacity(5, text.as_bytes());
+            let reader = std::io::BufReader::with_capacity(capacity, text.as_bytes());
             let streamed = parse_reader(format, reader, |rule| rules.push(rule));
             let Ok(streamed) = streamed else {
                 panic!("{format}: {streamed:?}");

@@ -178,6 +178,10 @@ struct Owner<'a> {
     /// As written (case kept), no trailing dot.
     name: Cow<'a, str>,
     absolute: bool,
+    /// `name` is relative to the apex already: a relative owner under an `$ORIGIN` that is
+    /// the apex (the shape of nearly every line of a big feed), so it is never joined to the
+    /// origin only to have the apex stripped off again.
+    under_apex: bool,
 }
 
 /// A record continued over lines by `(`: its words so far, each followed by `\n` (no word
@@ -198,9 +202,12 @@ pub(super) struct Zone {
     origin: Option<Origin>,
     /// The zone's name, lower-case without the dot, once known ("" for the root).
     apex: Option<String>,
-    /// The last record's owner (as written, no trailing dot) and whether it is absolute; the
-    /// buffer is reused from record to record.
-    last_owner: Option<(String, bool)>,
+    /// The last record's owner (as written, no trailing dot), whether it is absolute and
+    /// whether it is relative to the apex; the buffer is reused from record to record.
+    last_owner: Option<(String, bool, bool)>,
+    /// The last A and AAAA record data parsed (text, value): feeds repeat the same block
+    /// addresses on every line.
+    last_address: [Option<(String, RData)>; 2],
     soa_seen: bool,
     /// Parentheses open at the end of the last line.
     depth: u32,
@@ -306,10 +313,12 @@ impl Zone {
         match owner_token {
             Some(token) => {
                 let owner = self.resolve(token);
-                let (name, absolute) = self.last_owner.get_or_insert_with(Default::default);
+                let (name, absolute, under_apex) =
+                    self.last_owner.get_or_insert_with(Default::default);
                 name.clear();
                 name.push_str(&owner.name);
                 *absolute = owner.absolute;
+                *under_apex = owner.under_apex;
                 self.owned_record(&owner, rest, line, text, list);
             }
             // A line that starts with blank space has the previous record's owner.
@@ -318,6 +327,7 @@ impl Zone {
                     let owner = Owner {
                         name: Cow::Borrowed(&saved.0),
                         absolute: saved.1,
+                        under_apex: saved.2,
                     };
                     self.owned_record(&owner, rest, line, text, list);
                     self.last_owner = Some(saved);
@@ -464,12 +474,21 @@ impl Zone {
             return Owner {
                 name: Cow::Owned(origin.to_owned()),
                 absolute: origin_absolute,
+                under_apex: false,
             };
         }
         if let Some(name) = token.strip_suffix('.') {
             return Owner {
                 name: Cow::Borrowed(name),
                 absolute: true,
+                under_apex: false,
+            };
+        }
+        if origin_absolute && !origin.is_empty() && self.apex.as_deref() == Some(origin) {
+            return Owner {
+                name: Cow::Borrowed(token),
+                absolute: true,
+                under_apex: true,
             };
         }
         Owner {
@@ -479,6 +498,7 @@ impl Zone {
                 Cow::Owned(format!("{token}.{origin}"))
             },
             absolute: origin_absolute,
+            under_apex: false,
         }
     }
 
@@ -486,6 +506,7 @@ impl Zone {
     fn trigger<'o>(&self, owner: &'o Owner<'_>) -> Result<Trigger<'o>, &'static str> {
         let name: &'o str = &owner.name;
         let relative = match (&self.apex, owner.absolute) {
+            _ if owner.under_apex => name,
             (Some(apex), true) if !apex.is_empty() => {
                 if name.eq_ignore_ascii_case(apex) {
                     ""
@@ -544,7 +565,7 @@ impl Zone {
     }
 
     /// The policy a record's data asks for.
-    fn action(&self, rtype: RecordType, rdata: &[&str]) -> Result<RuleAction, &'static str> {
+    fn action(&mut self, rtype: RecordType, rdata: &[&str]) -> Result<RuleAction, &'static str> {
         let origin = self.origin.as_ref().and_then(|o| o.fqdn.as_ref());
         if rtype == RecordType::CNAME {
             let [target] = rdata else {
@@ -569,24 +590,29 @@ impl Zone {
         }
         // Address records are most of a big feed's local data: parse them directly rather
         // than through the general zone-file lexer (4M records load several times faster).
-        match (rtype, rdata) {
-            (RecordType::A, [addr]) => {
-                let ip = addr
-                    .parse()
-                    .map_err(|_| "record data not valid for its type")?;
-                return Ok(RuleAction::LocalData(vec![RData::A(
-                    hickory_proto::rr::rdata::A(ip),
-                )]));
+        if let (RecordType::A | RecordType::AAAA, [addr]) = (rtype, rdata) {
+            // Room for the other address family, which usually follows on the next line.
+            let mut data = Vec::with_capacity(2);
+            let slot = usize::from(rtype == RecordType::AAAA);
+            if let Some((text, value)) = &self.last_address[slot]
+                && text == addr
+            {
+                data.push(value.clone());
+                return Ok(RuleAction::LocalData(data));
             }
-            (RecordType::AAAA, [addr]) => {
-                let ip = addr
-                    .parse()
-                    .map_err(|_| "record data not valid for its type")?;
-                return Ok(RuleAction::LocalData(vec![RData::AAAA(
-                    hickory_proto::rr::rdata::AAAA(ip),
-                )]));
-            }
-            _ => {}
+            let value = match rtype {
+                RecordType::A => RData::A(hickory_proto::rr::rdata::A(
+                    addr.parse()
+                        .map_err(|_| "record data not valid for its type")?,
+                )),
+                _ => RData::AAAA(hickory_proto::rr::rdata::AAAA(
+                    addr.parse()
+                        .map_err(|_| "record data not valid for its type")?,
+                )),
+            };
+            data.push(value.clone());
+            self.last_address[slot] = Some(((*addr).to_owned(), value));
+            return Ok(RuleAction::LocalData(data));
         }
         let data = RData::try_from_str(rtype, &rdata.join(" "))
             .map_err(|_| "record data not valid for its type")?;
