@@ -23,6 +23,14 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 for f in root.hints allowlist.rpz blocklist.rpz meta.json q-hit.txt q-blocked.txt q-miss.txt spot.txt; do
   [ -f "$data/$f" ] || { echo "$data/$f missing (run $shared/gen-data.py $data)" >&2; exit 2; }
 done
+# compare.sh splits q-blocked and q-miss into one slice per repeat; a slice shorter than what a
+# fast peer answers in DURATION s is answered again from the caches (compare.sh then warns
+# "went round again") and the miss column measures cache hits.
+miss_lines=$(wc -l < "$data/q-miss.txt")
+if [ "$miss_lines" -lt $(( ${REPEATS:-3} * 200000 )) ]; then
+  echo "warning: $data/q-miss.txt has only $miss_lines lines: the miss figures will be cache hits" \
+    "(gen-data.py's defaults give 2M; regenerate without --miss-lines)" >&2
+fi
 
 (cd "$here" && cargo build --release --quiet --bin rampart)
 target=$(cd "$here" && realpath -m "${CARGO_TARGET_DIR:-target}")
