@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The `sut` peer of the shared side-by-side harness (../shared/bench): writes a Rampart config
+# for one data set into $WORKDIR and replaces itself with `rampart run` on it. benches/load.sh
+# hands it to compare.sh as SUT_CMD; peer.sh runs it with `bash -c "exec …"` and exports
+#   PORT     the DNS port on 127.0.0.1
+#   DATADIR  the gen-data.py folder (root.hints, allowlist.rpz, blocklist.rpz)
+#   THREADS  server threads
+#   WORKDIR  a folder of its own (config, list state)
+# Env of our own: RAMPART_BIN (default: target/release/rampart of this checkout),
+#   RAMPART_CACHE_SIZE (answers kept, default 1000000: the peers get large caches too),
+#   RUST_LOG (default warn).
+#
+# Same policy as the harness's unbound / pdns-recursor configs: iterative from the data set's
+# root hints, queries only to 127.53.0.0/16 (every other IPv4 network and all of IPv6 denied),
+# allowlist.rpz (PASSTHRU rules) consulted before blocklist.rpz, whose rules carry their own
+# 192.0.2.1 / 2001:db8::1 data; the [block] addresses are the same for rules without data.
+set -euo pipefail
+: "${PORT:?}" "${DATADIR:?}" "${WORKDIR:?}"
+THREADS=${THREADS:-1}
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${RAMPART_BIN:-$here/target/release/rampart}
+[ -x "$bin" ] || { echo "sut.sh: no rampart binary at $bin (cargo build --release)" >&2; exit 1; }
+mkdir -p "$WORKDIR/state"
+
+# IPv4 space minus 127.53.0.0/16 (what peer.sh's dont_query computes), and all of IPv6.
+deny='"0.0.0.0/2", "64.0.0.0/3", "96.0.0.0/4", "112.0.0.0/5", "120.0.0.0/6", "124.0.0.0/7",
+  "126.0.0.0/8", "127.0.0.0/11", "127.32.0.0/12", "127.48.0.0/14", "127.52.0.0/16",
+  "127.54.0.0/15", "127.56.0.0/13", "127.64.0.0/10", "127.128.0.0/9", "128.0.0.0/1", "::/0"'
+
+# [server] workers: only when this build knows the key (a config without lists checks in
+# milliseconds). Without it the async runtime still gets THREADS workers through
+# TOKIO_WORKER_THREADS.
+workers=
+printf '[server]\nworkers = %s\n[admin]\nlisten = ""\n[state]\ndir = "state"\n' "$THREADS" \
+  > "$WORKDIR/probe.toml"
+if "$bin" check-config "$WORKDIR/probe.toml" >/dev/null 2>&1; then
+  workers="workers = $THREADS"
+fi
+rm -f "$WORKDIR/probe.toml"
+
+cat > "$WORKDIR/rampart.toml" <<EOF
+# written by benches/sut.sh for the shared bench harness
+[server]
+listen = ["127.0.0.1:$PORT"]
+$workers
+
+[resolver]
+mode = "recursive"
+timeout = "5s"
+
+[resolver.recursive]
+root_hints = "$DATADIR/root.hints"
+authority_port = 53
+deny_servers = [$deny]
+
+[cache]
+size = ${RAMPART_CACHE_SIZE:-1000000}
+
+[block]
+ipv4 = "192.0.2.1"
+ipv6 = "2001:db8::1"
+
+[admin]
+listen = ""
+
+[state]
+dir = "$WORKDIR/state"
+
+# consulted in this order: the allowlist's PASSTHRU rules win over the blocklist
+[[lists]]
+name = "allow"
+path = "$DATADIR/allowlist.rpz"
+format = "rpz"
+
+[[lists]]
+name = "block"
+path = "$DATADIR/blocklist.rpz"
+format = "rpz"
+EOF
+
+export RUST_LOG=${RUST_LOG:-warn} TOKIO_WORKER_THREADS=$THREADS
+exec "$bin" run --config "$WORKDIR/rampart.toml"
