@@ -27,22 +27,11 @@ deny='"0.0.0.0/2", "64.0.0.0/3", "96.0.0.0/4", "112.0.0.0/5", "120.0.0.0/6", "12
   "126.0.0.0/8", "127.0.0.0/11", "127.32.0.0/12", "127.48.0.0/14", "127.52.0.0/16",
   "127.54.0.0/15", "127.56.0.0/13", "127.64.0.0/10", "127.128.0.0/9", "128.0.0.0/1", "::/0"'
 
-# [server] workers: only when this build knows the key (a config without lists checks in
-# milliseconds). Without it the async runtime still gets THREADS workers through
-# TOKIO_WORKER_THREADS.
-workers=
-printf '[server]\nworkers = %s\n[admin]\nlisten = ""\n[state]\ndir = "state"\n' "$THREADS" \
-  > "$WORKDIR/probe.toml"
-if "$bin" check-config "$WORKDIR/probe.toml" >/dev/null 2>&1; then
-  workers="workers = $THREADS"
-fi
-rm -f "$WORKDIR/probe.toml"
-
 cat > "$WORKDIR/rampart.toml" <<EOF
 # written by benches/sut.sh for the shared bench harness
 [server]
 listen = ["127.0.0.1:$PORT"]
-$workers
+workers = $THREADS
 
 [resolver]
 mode = "recursive"
@@ -78,5 +67,5 @@ path = "$DATADIR/blocklist.rpz"
 format = "rpz"
 EOF
 
-export RUST_LOG=${RUST_LOG:-warn} TOKIO_WORKER_THREADS=$THREADS
+export RUST_LOG=${RUST_LOG:-warn,hickory_resolver=error} TOKIO_WORKER_THREADS=$THREADS
 exec "$bin" run --config "$WORKDIR/rampart.toml"

@@ -74,7 +74,7 @@ enum ListsCommand {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,hickory_server=warn,hickory_resolver=warn,hickory_net=warn")
+        EnvFilter::new("info,hickory_server=warn,hickory_resolver=error,hickory_net=warn")
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
