@@ -160,10 +160,11 @@ impl CompiledList {
         // Size the block set from the file's line count: one cheap pass over the file saves
         // growing a table of millions of slots (which briefly holds two copies).
         let (lines, bytes) = count_lines(&list.path).unwrap_or((0, 0));
-        let hint = if list.kind == ListKind::Allow {
-            0
-        } else {
-            lines
+        // An RPZ feed has about two records per name (A and AAAA, or `name` and `*.name`).
+        let hint = match (list.kind, format) {
+            (ListKind::Allow, _) => 0,
+            (_, Format::Rpz) => lines / 2,
+            _ => lines,
         };
         let mut block = NameSetBuilder::with_capacity(has_extra, hint, bytes + 4 * hint);
         let mut allow = NameSetBuilder::new(has_extra);

@@ -607,11 +607,18 @@ impl NameSetBuilder {
                         write_varint(&mut merged, p.extra.unwrap_or(u32::MAX));
                     }
                 }
-                self.garbage += rec.len;
-                let new_offset = self.arena.len();
-                self.arena.extend_from_slice(&merged);
+                if old_offset + rec.len == self.arena.len() {
+                    // The record is the last one written (a feed's `name` then `*.name`):
+                    // rewrite it in place instead of leaving garbage for `build`.
+                    self.arena.truncate(old_offset);
+                    self.arena.extend_from_slice(&merged);
+                } else {
+                    self.garbage += rec.len;
+                    let new_offset = self.arena.len();
+                    self.arena.extend_from_slice(&merged);
+                    self.table.set_offset(slot, new_offset);
+                }
                 self.scratch = merged;
-                self.table.set_offset(slot, new_offset);
                 true
             }
         }
