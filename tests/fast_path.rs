@@ -58,7 +58,18 @@ fn normalized(mut r: Vec<u8>) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_and_general_paths_answer_alike() {
     let h = Hierarchy::start().await;
-    let (files, lists) = standard_lists();
+    let (mut files, mut lists) = standard_lists();
+    // RPZ local data: the answers of big feeds (several addresses, both families, wildcard).
+    files.push((
+        "local.rpz",
+        "$ORIGIN local.rpz.\n@ SOA ns. h. 1 1 1 1 1\n@ NS ns.\n\
+         two.corp.test A 192.0.2.91\ntwo.corp.test A 192.0.2.92\n\
+         two.corp.test AAAA 2001:db8::91\n*.two.corp.test A 192.0.2.93\n\
+         only4.corp.test A 192.0.2.94\nredirect.corp.test CNAME www.corp.test.\n\
+         text.corp.test TXT \"why\"\ntext.corp.test A 192.0.2.95\n"
+            .to_string(),
+    ));
+    lists.push_str("\n[[lists]]\nname = \"local\"\npath = \"local.rpz\"\nformat = \"rpz\"\n");
     let start = |fast: bool| {
         let files = files.clone();
         let extra = lists.clone();
@@ -96,6 +107,15 @@ async fn fast_and_general_paths_answer_alike() {
         ("tracker.test.", RecordType::TXT),
         ("sub.adnet.test.", RecordType::A),
         ("ADNET.test.", RecordType::AAAA),
+        // RPZ local data: two addresses, one, none of the type (NODATA), a wildcard, a CNAME.
+        ("two.corp.test.", RecordType::A),
+        ("Two.Corp.Test.", RecordType::AAAA),
+        ("two.corp.test.", RecordType::MX),
+        ("x.two.corp.test.", RecordType::A),
+        ("only4.corp.test.", RecordType::AAAA),
+        ("redirect.corp.test.", RecordType::A),
+        ("text.corp.test.", RecordType::TXT),
+        ("text.corp.test.", RecordType::A),
     ];
     let variants = [
         (None, true),

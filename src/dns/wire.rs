@@ -16,6 +16,7 @@ pub const MAX_KEY: usize = MAX_NAME + 7;
 pub const TYPE_A: u16 = 1;
 pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_OPT: u16 = 41;
+pub const TYPE_ANY: u16 = 255;
 pub const CLASS_IN: u16 = 1;
 
 /// The EDNS part of a query.
