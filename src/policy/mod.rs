@@ -159,11 +159,12 @@ impl CompiledList {
         let has_extra = matches!(format, Format::Rpz | Format::Dnsmasq | Format::Csv);
         // Size the block set from the file's line count: one cheap pass over the file saves
         // growing a table of millions of slots (which briefly holds two copies).
-        let (lines, bytes) = count_lines(&list.path).unwrap_or((0, 0));
-        // An RPZ feed has about two records per name (A and AAAA, or `name` and `*.name`).
+        let (lines, bytes, lines_per_name) = count_lines(&list.path).unwrap_or((0, 0, 1.0));
+        // An RPZ feed has several records per name (A and AAAA, `name` and `*.name`): the
+        // start of the file says how many.
         let hint = match (list.kind, format) {
             (ListKind::Allow, _) => 0,
-            (_, Format::Rpz) => lines / 2,
+            (_, Format::Rpz) => (lines as f64 / lines_per_name) as usize,
             _ => lines,
         };
         let mut block = NameSetBuilder::with_capacity(has_extra, hint, bytes + 4 * hint);
@@ -726,18 +727,50 @@ fn address_hit(action: u32, line: u32) -> Hit {
 }
 
 /// Lines and bytes of a file, read in blocks.
-fn count_lines(path: &std::path::Path) -> std::io::Result<(usize, usize)> {
+/// Lines and bytes of a file, and how many lines there are per owner name in its first block
+/// (a zone file's records of one name are adjacent: `name A`, `name AAAA`, `*.name A`, …).
+fn count_lines(path: &std::path::Path) -> std::io::Result<(usize, usize, f64)> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 1 << 16];
     let (mut lines, mut bytes) = (0, 0);
+    let mut per_name = None;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
-            return Ok((lines + 1, bytes));
+            return Ok((lines + 1, bytes, per_name.unwrap_or(1.0)));
+        }
+        if per_name.is_none() {
+            per_name = Some(lines_per_owner(&buf[..n]));
         }
         bytes += n;
-        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+        lines += memchr::memchr_iter(b'\n', &buf[..n]).count();
+    }
+}
+
+/// Lines per distinct owner in a block of a zone file, ignoring `*.` and continuation lines.
+fn lines_per_owner(block: &[u8]) -> f64 {
+    let (mut lines, mut owners) = (0usize, 0usize);
+    let mut last: &[u8] = &[];
+    for line in block.split(|&b| b == b'\n') {
+        let owner = line
+            .split(|b| b.is_ascii_whitespace())
+            .next()
+            .unwrap_or_default();
+        let owner = owner.strip_prefix(b"*.").unwrap_or(owner);
+        if owner.is_empty() || owner.starts_with(b"$") || owner.starts_with(b";") {
+            continue;
+        }
+        lines += 1;
+        if !owner.eq_ignore_ascii_case(last) {
+            owners += 1;
+            last = owner;
+        }
+    }
+    if owners == 0 {
+        1.0
+    } else {
+        (lines as f64 / owners as f64).max(1.0)
     }
 }
 
