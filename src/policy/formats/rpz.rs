@@ -214,6 +214,9 @@ pub(super) struct Zone {
     open: Option<OpenRecord>,
     /// The last QNAME rule, held back until the next record shows whether it adds data to it.
     pending: Option<Rule>,
+    /// The owner of `pending` as written (`*.` included): the next record of the same owner
+    /// (AAAA after A) joins it without normalizing the name again.
+    pending_raw: String,
 }
 
 /// What the owner of a record is, relative to the apex.
@@ -639,6 +642,12 @@ impl Zone {
         text: &str,
         list: &mut ParsedList,
     ) {
+        if self.pending_raw == qname
+            && let Some(previous) = self.pending.as_mut().and_then(|p| p.action.as_mut())
+            && settle(merge_actions(previous, &action), line, text, list)
+        {
+            return;
+        }
         let (base, subdomains_only) = match qname.strip_prefix("*.") {
             Some(base) => (base, true),
             None if qname == "*" => {
@@ -683,13 +692,19 @@ impl Zone {
         if numeric && let Some(ip @ IpAddr::V4(_)) = name::parse_ip_literal(base) {
             list.ip_literals.push(ip);
             self.emit(base.to_owned(), shape, line, text, list);
+            self.pending_raw.clear();
+            self.pending_raw.push_str(qname);
             return;
         }
         match name::normalize(base) {
             Ok(name) if name::is_localhost_class(&name) => {
                 list.skip(line, SkipReason::Localhost, text);
             }
-            Ok(name) => self.emit(name, shape, line, text, list),
+            Ok(name) => {
+                self.emit(name, shape, line, text, list);
+                self.pending_raw.clear();
+                self.pending_raw.push_str(qname);
+            }
             Err(err) => list.invalid(base, err, line, text),
         }
     }
