@@ -613,7 +613,7 @@ impl Inner {
     ) -> Result<Classified, IterError> {
         let mut tried: Vec<IpAddr> = Vec::new();
         let mut timeouts = 0usize;
-        let mut last = "no server could be asked";
+        let mut last = String::from("no server could be asked");
         // Hosts with known addresses first, in random order; recently silent servers last.
         let mut known: Vec<IpAddr> = Vec::new();
         let mut glueless: Vec<&NsHost> = Vec::new();
@@ -645,16 +645,16 @@ impl Inner {
                     Ok(msg) => {
                         let step = classify(&msg, &zone.name, qname, qtype);
                         match step.kind {
-                            Kind::Lame(why) => last = why,
+                            Kind::Lame(why) => last = why.into(),
                             _ => return Ok(step),
                         }
                     }
                     Err(IterError::Timeout) => {
                         timeouts += 1;
                         self.penalised.insert(ip, Instant::now() + PENALTY);
-                        last = "timeout";
+                        last = "timeout".into();
                     }
-                    Err(IterError::Failed(_)) => last = "network error",
+                    Err(IterError::Failed(e)) => last = e,
                 }
             }
             // Out of addresses: resolve the next NS name that has none.
@@ -782,6 +782,8 @@ fn shuffle<T>(v: &mut [T]) {
 
 /// A query in flight on a UDP socket.
 struct Pending {
+    /// Tells this query from a later one that reuses the ID.
+    token: u64,
     server: SocketAddr,
     /// Lower-cased wire name, type and class, as sent.
     question: Box<[u8]>,
@@ -805,15 +807,16 @@ struct Transport {
 struct PendingGuard<'a> {
     chan: &'a UdpChan,
     id: u16,
+    token: u64,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.chan
-            .pending
-            .lock()
-            .expect("pending lock")
-            .remove(&self.id);
+        let mut pending = self.chan.pending.lock().expect("pending lock");
+        // The receive task removes answered queries; by then the ID may be someone else's.
+        if pending.get(&self.id).is_some_and(|p| p.token == self.token) {
+            pending.remove(&self.id);
+        }
     }
 }
 
@@ -897,6 +900,7 @@ impl Transport {
         let chans = self.chans(server.is_ipv6())?;
         let chan = &chans[self.next.fetch_add(1, Ordering::Relaxed) % chans.len()];
         let (tx, rx) = oneshot::channel();
+        let token = random();
         let id = {
             let mut pending = chan.pending.lock().expect("pending lock");
             let mut id = random() as u16;
@@ -906,6 +910,7 @@ impl Transport {
             pending.insert(
                 id,
                 Pending {
+                    token,
                     server,
                     question: question_bytes(wire, qtype, qclass),
                     tx,
@@ -913,7 +918,7 @@ impl Transport {
             );
             id
         };
-        let _guard = PendingGuard { chan, id };
+        let _guard = PendingGuard { chan, id, token };
         let query = build_query(id, wire, qtype, qclass);
         chan.sock
             .send_to(&query, server)
