@@ -249,6 +249,29 @@ async fn second_query_is_served_from_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_questions_in_flight_share_one_upstream_query() {
+    let h = Hierarchy::start().await;
+    let s = server(&h, Mode::Recursive).await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let dns = s.dns;
+        set.spawn(async move { ask(dns, Transport::Udp, "www.corp.test.", RecordType::A).await });
+    }
+    while let Some(m) = set.join_next().await {
+        assert_eq!(a_records(&m.unwrap()), vec![WWW_V4]);
+    }
+    assert_eq!(
+        h.log.count("www.corp.test.", RecordType::A),
+        1,
+        "one upstream query for 20 concurrent identical questions"
+    );
+    // QNAME minimisation: root and TLD were asked for the next label only.
+    assert_eq!(h.log.count("test.", RecordType::NS), 1);
+    assert_eq!(h.log.count("corp.test.", RecordType::NS), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_timeout_gives_servfail_within_the_deadline() {
     let h = Hierarchy::start().await;
     let s = TestServer::start(
