@@ -272,6 +272,21 @@ async fn identical_questions_in_flight_share_one_upstream_query() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qname_minimisation_probes_a_name_once() {
+    let h = Hierarchy::start().await;
+    let s = server(&h, Mode::Recursive).await;
+    let m = ask(s.dns, Transport::Udp, "x.wild.corp.test.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(192, 0, 2, 54)]);
+    // wild.corp.test. is no zone cut: remembered, so the next name below it is asked directly.
+    let m = ask(s.dns, Transport::Udp, "y.wild.corp.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(h.log.count("wild.corp.test.", RecordType::NS), 1);
+    assert_eq!(h.log.count("corp.test.", RecordType::NS), 1);
+    assert_eq!(h.log.count("y.wild.corp.test.", RecordType::A), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_timeout_gives_servfail_within_the_deadline() {
     let h = Hierarchy::start().await;
     let s = TestServer::start(

@@ -72,6 +72,10 @@ const MAX_OUTSTANDING: usize = 4096;
 const SOCKETS: usize = 4;
 /// Cached zones / NS host names before a sweep.
 const MAX_ZONES: usize = 200_000;
+/// How long a name found by QNAME minimisation not to be a cut is remembered as such.
+const NO_CUT_TTL: Duration = Duration::from_secs(3600);
+/// Servers remembered as recently silent.
+const MAX_PENALISED: usize = 10_000;
 /// EDNS payload size we advertise (the DNS flag day 2020 value).
 const EDNS_PAYLOAD: u16 = 1232;
 const RECV_BUFFER: usize = 4 << 20;
@@ -448,20 +452,45 @@ impl Inner {
         self.deny.iter().any(|n| n.contains(ip))
     }
 
-    /// The deepest cached zone cut at or above the name.
-    fn deepest_cut(&self, wire: &[u8]) -> Arc<Zone> {
+    fn penalise(&self, ip: IpAddr) {
         let now = Instant::now();
-        for at in label_starts(wire) {
+        if self.penalised.len() >= MAX_PENALISED {
+            self.penalised.retain(|_, t| *t > now);
+        }
+        self.penalised.insert(ip, now + PENALTY);
+    }
+
+    /// The deepest cached zone cut at or above the name (a `labels`-label name), and the
+    /// number of labels of the deepest name known to be in that zone (the cut itself, or a
+    /// name below it that QNAME minimisation found not to be a cut).
+    fn deepest_cut(&self, wire: &[u8], labels: usize) -> (Arc<Zone>, usize) {
+        let now = Instant::now();
+        for (i, at) in label_starts(wire).enumerate() {
             let suffix = &wire[at..];
             if let Some(zone) = self.zones.get(suffix) {
                 if zone.expires.is_none_or(|t| t > now) {
-                    return zone.clone();
+                    return (zone.clone(), labels - i);
                 }
                 drop(zone);
                 self.zones.remove(suffix);
             }
         }
-        self.root.clone()
+        (self.root.clone(), 0)
+    }
+
+    /// Remember that `wire` (below `zone`'s cut) is no cut: questions under it skip the probe.
+    /// Kept no longer than the zone's own entry nor [`NO_CUT_TTL`].
+    fn store_no_cut(&self, wire: &[u8], zone: &Zone) {
+        if self.zones.len() >= MAX_ZONES {
+            return;
+        }
+        let limit = Instant::now() + NO_CUT_TTL;
+        let entry = Zone {
+            name: zone.name.clone(),
+            ns: zone.ns.clone(),
+            expires: Some(zone.expires.map_or(limit, |t| t.min(limit))),
+        };
+        self.zones.insert(wire.into(), Arc::new(entry));
     }
 
     fn store_zone(&self, d: &Delegation) -> Arc<Zone> {
@@ -522,18 +551,17 @@ impl Inner {
         let mut current = qname.clone();
         'names: loop {
             let wire = wire_name(&current);
-            let mut zone = self.deepest_cut(&wire);
+            let labels = usize::from(current.num_labels());
+            let (mut zone, mut known) = self.deepest_cut(&wire, labels);
             // QNAME minimisation (RFC 9156, relaxed): while the name is more than one label
             // below the zone, ask for the next label down (type NS, as hickory's recursor did,
             // so a blocked parent name is never asked for an address) to find the next cut; once
             // that gives anything but a referral, ask the full question of this zone.
             for _ in 0..MAX_REFERRALS {
-                let labels = usize::from(current.num_labels());
-                let zone_labels = usize::from(zone.name.num_labels());
-                if labels > zone_labels + 1 {
-                    let skip = labels - zone_labels - 1;
+                if labels > known + 1 {
+                    let skip = labels - known - 1;
                     let at = label_starts(&wire).nth(skip).unwrap_or(0);
-                    let probe = current.trim_to(zone_labels + 1);
+                    let probe = current.trim_to(known + 1);
                     match self
                         .ask_zone(&zone, &probe, &wire[at..], RecordType::NS, qclass, depth)
                         .await
@@ -544,11 +572,14 @@ impl Inner {
                             ..
                         }) if name == probe => {
                             zone = self.store_zone(&d);
+                            known = usize::from(zone.name.num_labels());
                             continue;
                         }
                         Err(IterError::Timeout) => return Err(IterError::Timeout),
-                        // Not a cut (or no usable answer): ask the full question.
-                        _ => {}
+                        // An answer: no cut there. Ask the full question.
+                        Ok(_) => self.store_no_cut(&wire[at..], &zone),
+                        // No usable answer: ask the full question.
+                        Err(_) => {}
                     }
                 }
                 let step = self
@@ -593,6 +624,7 @@ impl Inner {
                             continue 'names;
                         }
                         zone = self.store_zone(&d);
+                        known = usize::from(zone.name.num_labels());
                     }
                     Kind::Lame(_) => unreachable!("ask_zone retries lame servers"),
                 }
@@ -612,7 +644,9 @@ impl Inner {
         depth: u8,
     ) -> Result<Classified, IterError> {
         let mut tried: Vec<IpAddr> = Vec::new();
-        let mut timeouts = 0usize;
+        let mut timed_out: Vec<IpAddr> = Vec::new();
+        let mut retried = false;
+        let mut only_timeouts = true;
         let mut last = String::from("no server could be asked");
         // Hosts with known addresses first, in random order; recently silent servers last.
         let mut known: Vec<IpAddr> = Vec::new();
@@ -630,8 +664,9 @@ impl Inner {
         }
         shuffle(&mut known);
         if !self.penalised.is_empty() {
+            // Taken from the end: the penalised ones go to the front.
             let now = Instant::now();
-            known.sort_by_key(|ip| self.penalised.get(ip).is_some_and(|t| *t > now));
+            known.sort_by_key(|ip| self.penalised.get(ip).is_none_or(|t| *t <= now));
         }
         let mut candidates = known;
         let mut next_host = 0usize;
@@ -645,21 +680,34 @@ impl Inner {
                     Ok(msg) => {
                         let step = classify(&msg, &zone.name, qname, qtype);
                         match step.kind {
-                            Kind::Lame(why) => last = why.into(),
+                            Kind::Lame(why) => {
+                                only_timeouts = false;
+                                last = why.into();
+                            }
                             _ => return Ok(step),
                         }
                     }
                     Err(IterError::Timeout) => {
-                        timeouts += 1;
-                        self.penalised.insert(ip, Instant::now() + PENALTY);
+                        self.penalise(ip);
+                        timed_out.push(ip);
                         last = "timeout".into();
                     }
-                    Err(IterError::Failed(e)) => last = e,
+                    Err(IterError::Failed(e)) => {
+                        only_timeouts = false;
+                        last = e;
+                    }
                 }
             }
-            // Out of addresses: resolve the next NS name that has none.
+            // Out of addresses: resolve the next NS name that has none; then give the servers
+            // that timed out a second chance (the caller's deadline bounds all this).
             let Some(host) = glueless.get(next_host) else {
-                break;
+                if retried || timed_out.is_empty() {
+                    break;
+                }
+                retried = true;
+                candidates = std::mem::take(&mut timed_out);
+                tried.retain(|ip| !candidates.contains(ip));
+                continue;
             };
             next_host += 1;
             if depth + 1 >= MAX_DEPTH || zone.name.zone_of(&host.name) {
@@ -670,7 +718,7 @@ impl Inner {
             candidates = addrs.into_iter().filter(|ip| !self.denied(ip)).collect();
             shuffle(&mut candidates);
         }
-        if timeouts > 0 && timeouts == tried.len() {
+        if only_timeouts && !tried.is_empty() {
             return Err(IterError::Timeout);
         }
         Err(failed(format!("servers of {} failed: {last}", zone.name)))
