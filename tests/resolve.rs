@@ -287,6 +287,31 @@ async fn qname_minimisation_probes_a_name_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iteration_handles_glueless_cross_zone_lame_and_large() {
+    let h = Hierarchy::start().await;
+    let s = server(&h, Mode::Recursive).await;
+    // The zone's only NS is named in another zone and has no glue: resolved first.
+    let m = ask(s.dns, Transport::Udp, "www.glueless.test.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![GLUELESS_V4]);
+    // A CNAME into another zone: followed there, the chain comes back whole.
+    let m = ask(s.dns, Transport::Udp, "cross.corp.test.", RecordType::A).await;
+    assert_eq!(m.answers[0].record_type(), RecordType::CNAME);
+    assert_eq!(a_records(&m), vec![GLUELESS_V4]);
+    // A silent and a refusing server before the good one: still answered in time.
+    for _ in 0..3 {
+        let m = ask(s.dns, Transport::Udp, "www.mixed.test.", RecordType::A).await;
+        assert_eq!(a_records(&m), vec![MIXED_V4], "{m:?}");
+    }
+    let m = ask(s.dns, Transport::Udp, "nosuch.mixed.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    // Too big for the resolver's UDP size: the authority truncates, the resolver asks over TCP.
+    let m = ask(s.dns, Transport::Tcp, "huge.corp.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&m).len(), usize::from(HUGE));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_timeout_gives_servfail_within_the_deadline() {
     let h = Hierarchy::start().await;
     let s = TestServer::start(

@@ -371,7 +371,15 @@ pub(crate) fn classify(msg: &Message, zone: &Name, qname: &Name, qtype: RecordTy
     if !out.chain.is_empty() {
         // Chain ended in bailiwick without data, SOA or referral: ask again from the top.
         out.kind = Kind::Restart;
-    } else if msg.metadata.authoritative && msg.answers.is_empty() {
+    } else if msg.metadata.authoritative
+        && msg.answers.is_empty()
+        && !msg
+            .authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::NS)
+    {
+        // NODATA without an SOA. With NS records it is rather a referral to the zone that
+        // was asked (a server that does not serve it, even with AA set): lame.
         out.kind = Kind::Negative {
             rcode,
             soa: Vec::new(),
@@ -1276,6 +1284,17 @@ mod tests {
                 ..
             }
         ));
+        // A "referral" to the zone itself, even with AA set: lame.
+        let mut m = response(ResponseCode::NoError);
+        m.metadata.authoritative = true;
+        m.authorities = vec![ns("corp.test.", "ns.nic.")];
+        let c = classify(&m, &n("corp.test."), &n("www.corp.test."), RecordType::A);
+        assert!(matches!(c.kind, Kind::Lame(_)), "{c:?}");
+        // Authoritative and empty: NODATA even without an SOA.
+        let mut m = response(ResponseCode::NoError);
+        m.metadata.authoritative = true;
+        let c = classify(&m, &n("corp.test."), &n("www.corp.test."), RecordType::A);
+        assert!(matches!(c.kind, Kind::Negative { .. }), "{c:?}");
         // No SOA, no referral, not authoritative: lame.
         let m = response(ResponseCode::NoError);
         let c = classify(&m, &n("corp.test."), &n("www.corp.test."), RecordType::MX);
