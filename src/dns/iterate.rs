@@ -226,7 +226,7 @@ struct Zone {
 struct NsHost {
     name: Name,
     wire: Box<[u8]>,
-    /// Glue addresses in bailiwick (not yet filtered by the deny list).
+    /// Glue addresses in bailiwick that the deny list allows (empty: resolve the name).
     glue: Vec<IpAddr>,
 }
 
@@ -510,7 +510,7 @@ impl Inner {
                 .map(|(name, glue)| NsHost {
                     name: name.clone(),
                     wire: wire_name(name),
-                    glue: glue.clone(),
+                    glue: glue.iter().copied().filter(|ip| !self.denied(ip)).collect(),
                 })
                 .collect(),
             expires: Some(Instant::now() + clamp_ttl(d.ttl)),
@@ -666,7 +666,7 @@ impl Inner {
                 Some(host.glue.clone())
             };
             match addrs {
-                Some(a) => known.extend(a.into_iter().filter(|ip| !self.denied(ip))),
+                Some(a) => known.extend(a),
                 None => glueless.push(host),
             }
         }
@@ -723,7 +723,7 @@ impl Inner {
                 continue;
             }
             let addrs = self.host_addrs((*host).clone(), depth + 1).await;
-            candidates = addrs.into_iter().filter(|ip| !self.denied(ip)).collect();
+            candidates = addrs;
             shuffle(&mut candidates);
         }
         if only_timeouts && !tried.is_empty() {
@@ -761,6 +761,7 @@ impl Inner {
                         addrs.push(ip);
                     }
                 }
+                addrs.retain(|ip| !this.denied(ip));
                 if !addrs.is_empty() {
                     break;
                 }
