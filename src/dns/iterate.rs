@@ -114,7 +114,9 @@ pub struct IterConfig {
 }
 
 /// Resolutions in flight, by question: their result once there is one.
-type Inflight = DashMap<(Name, RecordType, DNSClass), watch::Receiver<Shared>>;
+type Inflight = DashMap<(Name, RecordType, DNSClass), watch::Receiver<Shared>, Hasher>;
+/// Keys come from the network, but the seed is random per process.
+type Hasher = foldhash::fast::RandomState;
 type Shared = Option<Result<Answer, IterError>>;
 
 /// The iterative resolver.
@@ -154,14 +156,14 @@ impl Iterative {
         Self {
             inner: Arc::new(Inner {
                 root,
-                zones: DashMap::new(),
-                addrs: DashMap::new(),
-                penalised: DashMap::new(),
+                zones: DashMap::with_hasher(Hasher::default()),
+                addrs: DashMap::with_hasher(Hasher::default()),
+                penalised: DashMap::with_hasher(Hasher::default()),
                 deny: config.deny,
                 server_timeout,
                 transport: Transport::new(config.port),
             }),
-            inflight: DashMap::new(),
+            inflight: DashMap::with_hasher(Hasher::default()),
         }
     }
 
@@ -238,11 +240,11 @@ struct AddrEntry {
 struct Inner {
     root: Arc<Zone>,
     /// Zone cuts by lower-cased wire name.
-    zones: DashMap<Box<[u8]>, Arc<Zone>>,
+    zones: DashMap<Box<[u8]>, Arc<Zone>, Hasher>,
     /// Addresses of NS host names resolved separately, by lower-cased wire name.
-    addrs: DashMap<Box<[u8]>, AddrEntry>,
+    addrs: DashMap<Box<[u8]>, AddrEntry, Hasher>,
     /// Servers that timed out recently, until when they are tried last.
-    penalised: DashMap<IpAddr, Instant>,
+    penalised: DashMap<IpAddr, Instant, Hasher>,
     deny: Vec<IpNet>,
     server_timeout: Duration,
     transport: Transport,
