@@ -29,7 +29,9 @@
 use std::{
     cell::Cell,
     collections::HashMap,
+    io::IoSliceMut,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::fd::AsRawFd,
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicUsize, Ordering},
@@ -43,8 +45,9 @@ use hickory_proto::{
     rr::{DNSClass, Name, RData, Record, RecordType},
 };
 use ipnet::IpNet;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncReadExt, AsyncWriteExt, Interest},
     net::{TcpStream, UdpSocket},
     sync::{Semaphore, oneshot, watch},
 };
@@ -79,6 +82,9 @@ const MAX_PENALISED: usize = 10_000;
 /// EDNS payload size we advertise (the DNS flag day 2020 value).
 const EDNS_PAYLOAD: u16 = 1232;
 const RECV_BUFFER: usize = 4 << 20;
+/// Responses read per `recvmmsg`, and the longest read (we advertise 1232 bytes).
+const RECV_BATCH: usize = 16;
+const RECV_MAX: usize = 4096;
 
 /// What can go wrong resolving one question.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -791,9 +797,9 @@ impl Inner {
             .transport
             .udp(server, wire, qtype, qclass, self.server_timeout)
             .await?;
-        let msg = Message::from_vec(&raw).map_err(|e| failed(e.to_string()))?;
-        if !msg.metadata.truncation {
-            return Ok(msg);
+        // TC (checked before decoding: a cut datagram need not decode): ask again over TCP.
+        if raw[2] & 0x02 == 0 {
+            return Message::from_vec(&raw).map_err(|e| failed(e.to_string()));
         }
         let raw = self
             .transport
@@ -1066,32 +1072,87 @@ fn open_sockets(v6: bool) -> Result<Vec<Arc<UdpChan>>, String> {
     Ok(out)
 }
 
-/// Hand every response to the query it answers; drop the rest.
+/// Hand every response to the query it answers; drop the rest. Reads batches with
+/// `recvmmsg`, so a busy socket costs one system call for several responses.
 async fn receive(chan: Arc<UdpChan>) {
-    let mut buf = vec![0u8; 65_535];
+    let mut bufs = vec![[0u8; RECV_MAX]; RECV_BATCH].into_boxed_slice();
+    let mut got: Vec<(usize, bool, Option<SocketAddr>)> = Vec::with_capacity(RECV_BATCH);
+    let fd = chan.sock.as_raw_fd();
     loop {
-        let (n, from) = match chan.sock.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                // ICMP errors and the like: keep going.
-                tracing::trace!(error = %e, "upstream socket");
-                continue;
-            }
-        };
-        let packet = &buf[..n];
-        if n < 12 {
+        if let Err(e) = chan.sock.readable().await {
+            tracing::warn!(error = %e, "upstream socket");
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         }
-        let id = u16::from_be_bytes([packet[0], packet[1]]);
-        let mut pending = chan.pending.lock().expect("pending lock");
-        let matches = pending
-            .get(&id)
-            .is_some_and(|p| p.server == from && answers_question(packet, &p.question));
-        if matches && let Some(p) = pending.remove(&id) {
-            drop(pending);
-            let _ = p.tx.send(packet.to_vec());
+        got.clear();
+        let read = chan.sock.try_io(Interest::READABLE, || {
+            // Not kept across awaits: it is not `Send`.
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(RECV_BATCH, None);
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            let msgs = recvmmsg(
+                fd,
+                &mut headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            )
+            .map_err(std::io::Error::from)?;
+            for m in msgs {
+                let cut = m.flags.contains(MsgFlags::MSG_TRUNC);
+                got.push((
+                    m.bytes.min(RECV_MAX),
+                    cut,
+                    m.address.as_ref().and_then(to_std),
+                ));
+            }
+            Ok(())
+        });
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // ICMP errors and the like: keep going, without spinning.
+                tracing::trace!(error = %e, "upstream socket");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+        }
+        for (i, &(len, cut, from)) in got.iter().enumerate() {
+            let Some(from) = from else { continue };
+            dispatch(&chan, &bufs[i][..len], cut, from);
         }
     }
+}
+
+fn dispatch(chan: &UdpChan, packet: &[u8], cut: bool, from: SocketAddr) {
+    if packet.len() < 12 {
+        return;
+    }
+    let id = u16::from_be_bytes([packet[0], packet[1]]);
+    let mut pending = chan.pending.lock().expect("pending lock");
+    let matches = pending
+        .get(&id)
+        .is_some_and(|p| p.server == from && answers_question(packet, &p.question));
+    if matches && let Some(p) = pending.remove(&id) {
+        drop(pending);
+        let mut packet = packet.to_vec();
+        if cut {
+            // Longer than we read (the server ignored our EDNS size): treat as truncated.
+            packet[2] |= 0x02;
+        }
+        let _ = p.tx.send(packet);
+    }
+}
+
+fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 #[cfg(test)]
