@@ -1365,6 +1365,80 @@ mod tests {
         assert!(matches!(c.kind, Kind::Lame(_)));
     }
 
+    fn lab() -> Iterative {
+        Iterative::new(IterConfig {
+            roots: vec![IpAddr::from([127, 0, 0, 2]), IpAddr::from([10, 0, 0, 1])],
+            port: 53,
+            deny: vec!["10.0.0.0/8".parse().unwrap()],
+            deadline: Duration::from_secs(1),
+        })
+    }
+
+    #[test]
+    fn delegation_cache_finds_the_deepest_cut() {
+        let it = lab();
+        let inner = &it.inner;
+        assert_eq!(
+            inner.root.ns[0].glue,
+            vec![IpAddr::from([127, 0, 0, 2])],
+            "deny applies to the roots"
+        );
+        assert_eq!(
+            inner.server_timeout,
+            Duration::from_secs(1) / 3,
+            "a third of a short deadline"
+        );
+        let name = n("a.b.corp.test.");
+        let wire = wire_name(&name);
+        let (zone, known) = inner.deepest_cut(&wire, 4);
+        assert!(zone.name.is_root());
+        assert_eq!(known, 0);
+
+        let corp = inner.store_zone(&Delegation {
+            zone: n("corp.test."),
+            ns: vec![(
+                n("ns.corp.test."),
+                vec![IpAddr::from([127, 0, 0, 4]), IpAddr::from([10, 1, 1, 1])],
+            )],
+            ttl: 3600,
+        });
+        assert_eq!(
+            corp.ns[0].glue,
+            vec![IpAddr::from([127, 0, 0, 4])],
+            "denied glue dropped"
+        );
+        let (zone, known) = inner.deepest_cut(&wire, 4);
+        assert_eq!(zone.name, n("corp.test."));
+        assert_eq!(known, 2);
+
+        // b.corp.test. found not to be a cut: same servers, deeper known name.
+        let b = &wire[label_starts(&wire).nth(1).unwrap()..];
+        inner.store_no_cut(b, &corp);
+        let (zone, known) = inner.deepest_cut(&wire, 4);
+        assert_eq!(zone.name, n("corp.test."));
+        assert_eq!(known, 3);
+
+        // Expired entries are not used (and are dropped).
+        inner.zones.insert(
+            wire_name(&n("b.corp.test.")),
+            Arc::new(Zone {
+                name: n("b.corp.test."),
+                ns: Vec::new(),
+                expires: Some(Instant::now() - Duration::from_secs(1)),
+            }),
+        );
+        let (zone, known) = inner.deepest_cut(&wire, 4);
+        assert_eq!((zone.name.clone(), known), (n("corp.test."), 2));
+        assert!(!inner.zones.contains_key(b));
+    }
+
+    #[test]
+    fn ttls_are_bounded() {
+        assert_eq!(clamp_ttl(0), Duration::from_secs(u64::from(MIN_TTL)));
+        assert_eq!(clamp_ttl(u32::MAX), Duration::from_secs(u64::from(MAX_TTL)));
+        assert_eq!(clamp_ttl(300), Duration::from_secs(300));
+    }
+
     #[test]
     fn random_ids_vary() {
         let ids: std::collections::HashSet<u16> = (0..100).map(|_| random() as u16).collect();
