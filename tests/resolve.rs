@@ -249,6 +249,69 @@ async fn second_query_is_served_from_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_questions_in_flight_share_one_upstream_query() {
+    let h = Hierarchy::start().await;
+    let s = server(&h, Mode::Recursive).await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let dns = s.dns;
+        set.spawn(async move { ask(dns, Transport::Udp, "www.corp.test.", RecordType::A).await });
+    }
+    while let Some(m) = set.join_next().await {
+        assert_eq!(a_records(&m.unwrap()), vec![WWW_V4]);
+    }
+    assert_eq!(
+        h.log.count("www.corp.test.", RecordType::A),
+        1,
+        "one upstream query for 20 concurrent identical questions"
+    );
+    // QNAME minimisation: root and TLD were asked for the next label only.
+    assert_eq!(h.log.count("test.", RecordType::NS), 1);
+    assert_eq!(h.log.count("corp.test.", RecordType::NS), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qname_minimisation_probes_a_name_once() {
+    let h = Hierarchy::start().await;
+    let s = server(&h, Mode::Recursive).await;
+    let m = ask(s.dns, Transport::Udp, "x.wild.corp.test.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(192, 0, 2, 54)]);
+    // wild.corp.test. is no zone cut: remembered, so the next name below it is asked directly.
+    let m = ask(s.dns, Transport::Udp, "y.wild.corp.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(h.log.count("wild.corp.test.", RecordType::NS), 1);
+    assert_eq!(h.log.count("corp.test.", RecordType::NS), 1);
+    assert_eq!(h.log.count("y.wild.corp.test.", RecordType::A), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iteration_handles_glueless_cross_zone_lame_and_large() {
+    let h = Hierarchy::start().await;
+    let s = server(&h, Mode::Recursive).await;
+    // The zone's only NS is named in another zone and has no glue: resolved first.
+    let m = ask(s.dns, Transport::Udp, "www.glueless.test.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![GLUELESS_V4]);
+    // A CNAME into another zone: followed there, the chain comes back whole.
+    let m = ask(s.dns, Transport::Udp, "cross.corp.test.", RecordType::A).await;
+    assert_eq!(m.answers[0].record_type(), RecordType::CNAME);
+    assert_eq!(a_records(&m), vec![GLUELESS_V4]);
+    // A silent and a refusing server before the good one: still answered in time.
+    for _ in 0..3 {
+        let m = ask(s.dns, Transport::Udp, "www.mixed.test.", RecordType::A).await;
+        assert_eq!(a_records(&m), vec![MIXED_V4], "{m:?}");
+    }
+    let m = ask(s.dns, Transport::Udp, "nosuch.mixed.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    // Too big for the resolver's UDP size: the authority truncates, the resolver asks over TCP.
+    let m = ask(s.dns, Transport::Tcp, "huge.corp.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&m).len(), usize::from(HUGE));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_timeout_gives_servfail_within_the_deadline() {
     let h = Hierarchy::start().await;
     let s = TestServer::start(

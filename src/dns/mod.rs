@@ -6,6 +6,7 @@ pub mod answer;
 pub mod cache;
 pub mod fast;
 pub mod handler;
+pub mod iterate;
 pub mod packet_cache;
 pub mod udp;
 pub mod upstream;

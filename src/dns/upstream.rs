@@ -1,5 +1,5 @@
 //! Upstream resolution for names the policy lets through: full recursion from the root hints
-//! (hickory's `Recursor`) or forwarding to configured resolvers (hickory's `NameServerPool`,
+//! ([`super::iterate`]) or forwarding to configured resolvers (hickory's `NameServerPool`,
 //! which also coalesces identical in-flight questions).
 //!
 //! Both modes return the same [`Answer`] (rcode + answer + authority records), so the cache and
@@ -10,11 +10,11 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::Path,
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use hickory_resolver::{
-    ConnectionProvider, NameServerPool, PoolContext, TlsConfig,
+    NameServerPool, PoolContext, TlsConfig,
     config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverOpts},
     net::{
         DnsError, NetError,
@@ -22,10 +22,13 @@ use hickory_resolver::{
         xfer::{DnsHandle, FirstAnswer},
     },
     proto::op::{DnsRequestOptions, Query, ResponseCode},
-    recursor::{Recursor, RecursorError, RecursorOptions},
+    recursor::RecursorOptions,
 };
 
-use super::cache::Answer;
+use super::{
+    cache::Answer,
+    iterate::{IterConfig, IterError, Iterative},
+};
 use crate::config::{ResolverConfig, ResolverMode};
 
 #[derive(Debug, thiserror::Error)]
@@ -115,38 +118,8 @@ pub fn parse_root_hints(text: &str) -> Result<Vec<IpAddr>, String> {
     Ok(out)
 }
 
-/// A connection provider that sends every query to a fixed port instead of 53. On the
-/// Internet this is always 53; a lab or test hierarchy of authorities on loopback shares one
-/// unprivileged port on several 127.0.0.0/8 addresses.
-#[derive(Clone)]
-pub struct AuthorityPort {
-    inner: TokioRuntimeProvider,
-    port: u16,
-}
-
-impl ConnectionProvider for AuthorityPort {
-    type Conn = <TokioRuntimeProvider as ConnectionProvider>::Conn;
-    type FutureConn = <TokioRuntimeProvider as ConnectionProvider>::FutureConn;
-    type RuntimeProvider = TokioRuntimeProvider;
-
-    fn new_connection(
-        &self,
-        ip: IpAddr,
-        config: &ConnectionConfig,
-        cx: &PoolContext,
-    ) -> Result<Self::FutureConn, NetError> {
-        let mut config = config.clone();
-        config.port = self.port;
-        self.inner.new_connection(ip, &config, cx)
-    }
-
-    fn runtime_provider(&self) -> &Self::RuntimeProvider {
-        &self.inner
-    }
-}
-
 enum Mode {
-    Recursive(Box<Recursor<AuthorityPort>>),
+    Recursive(Box<Iterative>),
     Forward(NameServerPool<TokioRuntimeProvider>),
 }
 
@@ -176,17 +149,17 @@ impl Upstream {
                     None => IANA_ROOTS.to_vec(),
                     Some(path) => read_root_hints(path)?,
                 };
-                let mut options = RecursorOptions::default();
-                if let Some(deny) = deny_servers {
-                    options.deny_server = deny.clone();
-                }
-                let provider = AuthorityPort {
-                    inner: TokioRuntimeProvider::default(),
-                    port: *authority_port,
+                // Without the key: hickory's recommended filter list, as before.
+                let deny = match deny_servers {
+                    Some(deny) => deny.clone(),
+                    None => RecursorOptions::default().deny_server,
                 };
-                let recursor = Recursor::with_options(&roots, options, provider)
-                    .map_err(|e| SetupError::Recursor(e.to_string()))?;
-                Mode::Recursive(Box::new(recursor))
+                Mode::Recursive(Box::new(Iterative::new(IterConfig {
+                    roots,
+                    port: *authority_port,
+                    deny,
+                    deadline: config.timeout,
+                })))
             }
             ResolverMode::Forward {
                 upstreams,
@@ -227,16 +200,10 @@ impl Upstream {
 
     async fn resolve_inner(&self, query: Query) -> Result<Answer, UpstreamError> {
         match &self.mode {
-            Mode::Recursive(recursor) => {
-                match recursor.resolve(query, Instant::now(), false).await {
-                    Ok(message) => Ok(Answer {
-                        rcode: message.metadata.response_code,
-                        answers: message.answers,
-                        authorities: message.authorities,
-                    }),
-                    Err(e) => recursor_negative(e),
-                }
-            }
+            Mode::Recursive(iterative) => iterative.resolve(&query).await.map_err(|e| match e {
+                IterError::Timeout => UpstreamError::Timeout(self.deadline),
+                IterError::Failed(s) => UpstreamError::Failed(s),
+            }),
             Mode::Forward(pool) => {
                 let mut options = DnsRequestOptions::default();
                 options.recursion_desired = true;
@@ -276,28 +243,6 @@ impl Upstream {
             }
         }
     }
-}
-
-/// The recursor reports NXDOMAIN and NODATA as errors carrying the SOA; turn them back into
-/// answers so they are cached and returned with their SOA (RFC 2308).
-fn recursor_negative(e: RecursorError) -> Result<Answer, UpstreamError> {
-    if e.is_nx_domain() || e.is_no_records_found() {
-        let rcode = if e.is_nx_domain() {
-            ResponseCode::NXDomain
-        } else {
-            ResponseCode::NoError
-        };
-        let authorities = e
-            .into_soa()
-            .map(|soa| vec![soa.into_record_of_rdata()])
-            .unwrap_or_default();
-        return Ok(Answer {
-            rcode,
-            answers: Vec::new(),
-            authorities,
-        });
-    }
-    Err(UpstreamError::Failed(e.to_string()))
 }
 
 fn forward_server(addr: SocketAddr, tcp_only: bool) -> NameServerConfig {

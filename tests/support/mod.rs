@@ -117,6 +117,11 @@ pub const WWW_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 pub const WWW_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
 pub const ADS_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 30);
 pub const OK_ADS_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 20);
+/// Served by the leaf authority for `glueless.test.` and `mixed.test.`.
+pub const GLUELESS_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 60);
+pub const MIXED_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 61);
+/// Addresses of `huge.corp.test.`.
+pub const HUGE: u8 = 100;
 
 fn zone(origin: &str, records: Vec<Record>) -> Arc<InMemoryZoneHandler> {
     let mut z = InMemoryZoneHandler::empty(name(origin), ZoneType::Primary, AxfrPolicy::Deny);
@@ -158,6 +163,29 @@ impl Hierarchy {
                 a("ns-corp.test.", LEAF_IP),
                 ns("slow.test.", "ns-slow.test."),
                 a("ns-slow.test.", SILENT_IP),
+                // Its only server is named in another zone, without glue.
+                ns("glueless.test.", "ns.corp.test."),
+                // One silent server, one that refuses (the TLD's own, named outside this
+                // zone without glue), one that answers.
+                ns("mixed.test.", "ns-slow.test."),
+                ns("mixed.test.", "ns.nic."),
+                ns("mixed.test.", "ns-corp.test."),
+            ],
+        );
+        let glueless = zone(
+            "glueless.test.",
+            vec![
+                soa("glueless.test."),
+                ns("glueless.test.", "ns.corp.test."),
+                a("www.glueless.test.", GLUELESS_V4),
+            ],
+        );
+        let mixed = zone(
+            "mixed.test.",
+            vec![
+                soa("mixed.test."),
+                ns("mixed.test.", "ns-corp.test."),
+                a("www.mixed.test.", MIXED_V4),
             ],
         );
         let leaf = zone(
@@ -203,10 +231,18 @@ impl Hierarchy {
                 a("over.corp.test.", Ipv4Addr::new(192, 0, 2, 55)),
                 a("tcp.corp.test.", Ipv4Addr::new(192, 0, 2, 56)),
                 a("drop.corp.test.", Ipv4Addr::new(192, 0, 2, 57)),
+                a("ns.corp.test.", LEAF_IP),
+                rec(
+                    "cross.corp.test.",
+                    300,
+                    RData::CNAME(CNAME(name("www.glueless.test."))),
+                ),
             ]
             .into_iter()
             // 60 addresses: about 1 KB, more than fits in a 512-byte UDP answer.
             .chain((1..=60).map(|i| a("big.corp.test.", Ipv4Addr::new(198, 51, 100, i))))
+            // 100 addresses: more than the resolver's 1232-byte EDNS size, so TCP it is.
+            .chain((1..=HUGE).map(|i| a("huge.corp.test.", Ipv4Addr::new(203, 0, 113, i))))
             .collect(),
         );
 
@@ -229,7 +265,11 @@ impl Hierarchy {
             for (zones, udp, tcp) in [
                 (vec![root.clone()], root_udp, root_tcp),
                 (vec![tld.clone()], tld_udp, tld_tcp),
-                (vec![leaf.clone()], leaf_udp, leaf_tcp),
+                (
+                    vec![leaf.clone(), glueless.clone(), mixed.clone()],
+                    leaf_udp,
+                    leaf_tcp,
+                ),
             ] {
                 let mut catalog = Catalog::new();
                 for z in zones {
