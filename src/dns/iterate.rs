@@ -10,7 +10,9 @@
 //! * **Iteration.** Referrals must go strictly down from the zone that was asked and contain the
 //!   question name (at most [`MAX_REFERRALS`] of them); CNAMEs are followed inside a response
 //!   while the target stays in the bailiwick of the answering zone and by a new iteration
-//!   otherwise (at most [`MAX_CNAMES`], loops refused). Records outside the bailiwick of the
+//!   otherwise (at most [`MAX_CNAMES`], loops refused). QNAME minimisation (RFC 9156,
+//!   relaxed): servers above the last known cut are asked for the NS of one more label, never
+//!   the full name, and a name found not to be a cut is remembered. Records outside the bailiwick of the
 //!   zone that was asked are ignored. Lame answers (REFUSED, SERVFAIL, upward or sideways
 //!   referrals, undecodable packets) and timeouts move on to the next server; a truncated UDP
 //!   answer is asked again over TCP from the same server.
@@ -22,8 +24,8 @@
 //!   wait for its result instead of being sent again.
 //!
 //! Not done here: DNSSEC (no DO bit, nothing is validated), 0x20 case randomization, source
-//! port randomization per query (the socket pool's ports are random but fixed), QNAME
-//! minimisation, priming the root NS set (the hints are used as they are), and caching final
+//! port randomization per query (the socket pool's ports are random but fixed), priming the
+//! root NS set (the hints are used as they are), and caching final
 //! answers (the handler's answer cache does that).
 
 use std::{

@@ -228,8 +228,9 @@ impl Feeds {
                 let c = compile(list, path.clone()).await;
                 if c.info.error.is_none() {
                     self.state(i).file_stamp = file_stamp(path);
+                    // In the background: copying a big list is not worth delaying start-up for.
                     let (from, to) = (path.clone(), list.state_path.clone());
-                    let _ = tokio::task::spawn_blocking(move || save_copy(&from, &to)).await;
+                    drop(tokio::task::spawn_blocking(move || save_copy(&from, &to)));
                 }
                 Some(c)
             }
@@ -856,9 +857,14 @@ fn save_copy(from: &Path, to: &Path) {
     if let Some(dir) = to.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let tmp = to.with_extension("tmp");
+    // A temporary name of its own, so two saves of one list never write the same file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = to.with_extension(format!("tmp{n}"));
     if std::fs::copy(from, &tmp).is_ok() {
         let _ = std::fs::rename(&tmp, to);
+    } else {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 

@@ -527,17 +527,22 @@ pub fn parse_reader(
     // One line with its ending: lines are taken straight from the reader's buffer (only one
     // that straddles two reads is copied), since copying every line out cost more than
     // parsing it.
-    let mut one_line = |bytes: &[u8]| -> Result<(), ReadError> {
+    // `checked`: the same line as text, when the block it came from was valid UTF-8 as a whole.
+    let mut one_line = |bytes: &[u8], checked: Option<&str>| -> Result<(), ReadError> {
         let n = bytes.len();
         line = line.saturating_add(1);
-        let mut bytes = bytes;
-        if line == 1 {
-            bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-        }
-        let text = std::str::from_utf8(bytes).map_err(|e| ListError::InvalidUtf8 {
-            offset: offset + (n - bytes.len()) + e.valid_up_to(),
-            line: line as usize,
-        })?;
+        let text = match checked {
+            Some(text) => text,
+            None => std::str::from_utf8(bytes).map_err(|e| ListError::InvalidUtf8 {
+                offset: offset + e.valid_up_to(),
+                line: line as usize,
+            })?,
+        };
+        let text = if line == 1 {
+            text.strip_prefix('\u{feff}').unwrap_or(text)
+        } else {
+            text
+        };
         offset += n;
         list.lines = line;
         // The same line ending rules as `str::lines`: `\n`, or `\r\n`.
@@ -558,7 +563,7 @@ pub fn parse_reader(
         let len = chunk.len();
         if len == 0 {
             if !carry.is_empty() {
-                one_line(&carry)?;
+                one_line(&carry, None)?;
             }
             break;
         }
@@ -567,7 +572,7 @@ pub fn parse_reader(
             match memchr::memchr(b'\n', chunk) {
                 Some(i) => {
                     carry.extend_from_slice(&chunk[..=i]);
-                    one_line(&carry)?;
+                    one_line(&carry, None)?;
                     carry.clear();
                     start = i + 1;
                 }
@@ -578,12 +583,18 @@ pub fn parse_reader(
                 }
             }
         }
-        let base = start;
-        for end in memchr::memchr_iter(b'\n', &chunk[base..]) {
-            let stop = base + end + 1;
-            one_line(&chunk[start..stop])?;
-            start = stop;
+        // The complete lines of this block: checked as UTF-8 in one go (per line only if that
+        // fails, to name the line).
+        let complete = memchr::memrchr(b'\n', &chunk[start..]).map_or(start, |i| start + i + 1);
+        let block = &chunk[start..complete];
+        let checked = std::str::from_utf8(block).ok();
+        let mut at = 0;
+        for end in memchr::memchr_iter(b'\n', block) {
+            let stop = end + 1;
+            one_line(&block[at..stop], checked.and_then(|t| t.get(at..stop)))?;
+            at = stop;
         }
+        start = complete;
         carry.extend_from_slice(&chunk[start..]);
         reader.consume(len);
     }
