@@ -186,8 +186,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                         let current = policy.load().generation;
                         let p = packets.clone();
                         let _ = tokio::task::spawn_blocking(move || {
-                            p.sweep();
-                            p.retain_generation(current);
+                            p.sweep(current);
                         })
                         .await;
                         m.packet_cache_entries.set(packets.len() as i64);

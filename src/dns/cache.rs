@@ -158,26 +158,31 @@ impl Cache {
 
     fn make_room(&self) {
         let now = Instant::now();
-        self.map.retain(|_, e| e.expires > now);
-        let target = self.config.size - self.config.size / 10;
-        if self.map.len() >= target {
-            let excess = self.map.len() - target + 1;
-            let victims: Vec<Key> = self
-                .map
-                .iter()
-                .take(excess)
-                .map(|e| e.key().clone())
-                .collect();
-            for k in victims {
-                self.map.remove(&k);
-            }
-        }
+        make_room(&self.map, self.config.size, |e| e.expires > now);
     }
 
     /// Drop expired entries (called periodically so idle memory is returned).
     pub fn sweep(&self) {
         let now = Instant::now();
         self.map.retain(|_, e| e.expires > now);
+    }
+}
+
+/// Bound a cache map of `capacity` entries before an insert: drop the entries `live` rejects,
+/// and if that is not enough an arbitrary tenth, so eviction costs no per-hit bookkeeping.
+pub(super) fn make_room<K, V, S>(map: &DashMap<K, V, S>, capacity: usize, live: impl Fn(&V) -> bool)
+where
+    K: Eq + std::hash::Hash + Clone,
+    S: std::hash::BuildHasher + Clone,
+{
+    map.retain(|_, v| live(v));
+    let target = capacity - capacity / 10;
+    if map.len() >= target {
+        let excess = map.len() - target + 1;
+        let victims: Vec<K> = map.iter().take(excess).map(|e| e.key().clone()).collect();
+        for k in victims {
+            map.remove(&k);
+        }
     }
 }
 

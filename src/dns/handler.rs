@@ -210,23 +210,20 @@ impl DnsHandler {
     /// packet cache when the fast path may serve it next time. `None`: send nothing.
     pub async fn answer_udp(&self, raw: Vec<u8>, src: SocketAddr) -> Option<Vec<u8>> {
         let started = Instant::now();
-        let request = match Request::from_bytes(raw.clone(), src, Protocol::Udp) {
+        // Shorter than a header: not DNS, no answer. Responses are never answered (reflection).
+        let header = Header::read(&mut BinDecoder::new(&raw)).ok()?;
+        if header.metadata.message_type == MessageType::Response {
+            return None;
+        }
+        let request = match Request::from_bytes(raw, src, Protocol::Udp) {
             Ok(request) => request,
             Err(_) => {
-                // Shorter than a header: not DNS, no answer. Otherwise FORMERR, unless it
-                // claims to be a response (never answer those: reflection).
-                let header = Header::read(&mut BinDecoder::new(&raw)).ok()?;
-                if header.metadata.message_type == MessageType::Response {
-                    return None;
-                }
+                // The header reads but the rest does not: FORMERR.
                 self.metrics
                     .observe("other", "udp", Outcome::FormErr, started.elapsed());
                 return Some(formerr(&header));
             }
         };
-        if request.metadata.message_type == MessageType::Response {
-            return None;
-        }
         let (generation, client_rules, group) = {
             let s = self.policy.load();
             (s.generation, s.client_rules, s.group_of(src.ip()))
@@ -275,7 +272,7 @@ impl DnsHandler {
             self.packets.store(
                 &key[..n],
                 &bytes,
-                &index,
+                index,
                 generation,
                 Tally {
                     outcome: tally_outcome,

@@ -131,7 +131,7 @@ impl PacketCache {
         &self,
         key: &[u8],
         response: &[u8],
-        index: &ResponseIndex,
+        index: ResponseIndex,
         generation: u64,
         tally: Tally,
     ) {
@@ -152,7 +152,7 @@ impl PacketCache {
             key.into(),
             Entry {
                 wire: response.into(),
-                ttl_offsets: index.ttl_offsets.clone().into_boxed_slice(),
+                ttl_offsets: index.ttl_offsets.into_boxed_slice(),
                 opt_payload_at: index.opt_payload_at,
                 question_end,
                 generation,
@@ -164,30 +164,15 @@ impl PacketCache {
     }
 
     fn make_room(&self) {
-        self.sweep();
-        let target = self.capacity - self.capacity / 10;
-        if self.map.len() >= target {
-            let excess = self.map.len() - target + 1;
-            let victims: Vec<Box<[u8]>> = self
-                .map
-                .iter()
-                .take(excess)
-                .map(|e| e.key().clone())
-                .collect();
-            for k in victims {
-                self.map.remove(&k);
-            }
-        }
-    }
-
-    /// Drop expired entries and ones from older policy generations.
-    pub fn sweep(&self) {
         let now = Instant::now();
-        self.map.retain(|_, e| e.expires > now);
+        super::cache::make_room(&self.map, self.capacity, |e| e.expires > now);
     }
 
-    /// Drop entries of generations other than `current`.
-    pub fn retain_generation(&self, current: u64) {
-        self.map.retain(|_, e| e.generation == current);
+    /// Drop expired entries and ones from policy generations other than `current`, which can
+    /// never be served again.
+    pub fn sweep(&self, current: u64) {
+        let now = Instant::now();
+        self.map
+            .retain(|_, e| e.expires > now && e.generation == current);
     }
 }
