@@ -28,8 +28,9 @@ use crate::{
         fast::FastPath,
         handler,
         handler::{DnsHandler, SharedHandler},
+        limits::Limits,
         packet_cache::PacketCache,
-        udp,
+        tcp, udp,
         upstream::Upstream,
     },
     feeds::manager::Feeds,
@@ -51,6 +52,7 @@ pub struct Running {
     serving: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
     workers: Option<udp::Workers>,
+    limits: Arc<Limits>,
 }
 
 impl std::fmt::Debug for Running {
@@ -75,11 +77,12 @@ pub fn build_handler(
         policy,
         cache: Arc::new(Cache::new(config.cache.clone())),
         upstream,
-        metrics,
         block: config.block.clone(),
         max_udp_payload: config.max_udp_payload,
         feeds,
         packets: Arc::new(PacketCache::new(config.cache.packet_size)),
+        limits: Arc::new(Limits::new(config, &metrics)),
+        metrics,
     }))
 }
 
@@ -106,19 +109,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(feeds.clone()),
     )?;
     let (cache, packets) = (handler.cache.clone(), handler.packets.clone());
+    let limits = handler.limits.clone();
 
-    // TCP through hickory-server; UDP through our own workers (fast path, then the same
-    // handler).
+    // UDP and plain TCP through our own listeners (UDP: fast path, then the same handler);
+    // hickory-server runs the other transports' listeners (count them in `hickory_listeners`).
     let mut server = Server::new(SharedHandler(handler.clone()));
+    let hickory_listeners = 0usize;
     let mut dns_addrs = Vec::new();
     let mut udp_sockets = Vec::new();
+    let mut tcp_listeners = Vec::new();
     for addr in &config.listen {
         let (udp, tcp) = bind_pair(*addr, config.workers, config.udp_buffer)
             .await
             .with_context(|| format!("binding DNS listener {addr}"))?;
         dns_addrs.push(udp[0].local_addr()?);
         udp_sockets.extend(udp);
-        server.register_listener(tcp, config.tcp_idle_timeout, 64);
+        tcp_listeners.push(tcp);
     }
     let fast = Arc::new(FastPath::new(handler.clone()));
     let workers = udp::Workers::start(
@@ -158,6 +164,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
 
     {
+        let (token, handler) = (shutdown.clone(), handler.clone());
+        let idle = config.tcp_idle_timeout;
+        tasks.push(tokio::spawn(async move {
+            // Stop accepting on shutdown; in-flight queries get a moment to finish.
+            let serving = tcp::serve(tcp_listeners, handler, idle, token.clone());
+            tokio::pin!(serving);
+            tokio::select! {
+                () = &mut serving => {}
+                () = token.cancelled() => {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+                }
+            }
+        }));
+    }
+    if hickory_listeners > 0 {
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             tokio::select! {
@@ -190,6 +211,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                         })
                         .await;
                         m.packet_cache_entries.set(packets.len() as i64);
+                        let l = limits.clone();
+                        if let Ok(n) = tokio::task::spawn_blocking(move || l.rate.sweep()).await {
+                            m.rate_limit_buckets.set(n as i64);
+                        }
                     }
                 }
             }
@@ -222,10 +247,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         serving,
         tasks,
         workers: Some(workers),
+        limits: handler.limits.clone(),
     })
 }
 
 impl Running {
+    /// Put the `[access]`, `[rate_limit]` and `[tcp]` settings of `config` in force (SIGHUP);
+    /// rate-limit buckets and open connections are kept.
+    pub fn reload_limits(&self, config: &Config) {
+        self.limits.reload(config);
+        info!("access control and rate limits reloaded");
+    }
+
     /// Stop serving: listeners close, in-flight queries get a short grace period.
     pub async fn shutdown(self) {
         self.serving.store(false, Ordering::Release);

@@ -60,6 +60,111 @@ pub struct RawConfig {
     pub groups: Vec<RawGroup>,
     /// Where the last good copy of every list is kept.
     pub state: RawState,
+    /// Which client networks may query.
+    pub access: RawAccess,
+    /// Per-client and per-prefix query rate limits (UDP).
+    pub rate_limit: RawRateLimit,
+    /// Limits of the DNS-over-TCP listener.
+    pub tcp: RawTcp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccess {
+    /// Client networks (CIDR or bare address) that may query. The longest matching prefix of
+    /// `allow` and `deny` decides (deny wins a tie); an address matching nothing is denied.
+    pub allow: Vec<String>,
+    /// Client networks that may not query.
+    pub deny: Vec<String>,
+    /// "refuse" (answer REFUSED) or "drop" (answer nothing).
+    pub action: String,
+}
+
+impl Default for RawAccess {
+    fn default() -> Self {
+        Self {
+            allow: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "100.64.0.0/10",
+                "169.254.0.0/16",
+                "fc00::/7",
+                "fe80::/10",
+            ]
+            .map(String::from)
+            .to_vec(),
+            deny: Vec::new(),
+            action: "refuse".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    /// Queries per second one client address may send over UDP (0: no per-client limit).
+    pub client_qps: u32,
+    /// Queries a client may send at once before `client_qps` applies.
+    pub client_burst: u32,
+    /// Queries per second all clients of one prefix may send together (0: no limit).
+    pub prefix_qps: u32,
+    /// Burst of a prefix.
+    pub prefix_burst: u32,
+    /// Prefix length grouping IPv4 clients.
+    pub ipv4_prefix: u8,
+    /// Prefix length grouping IPv6 clients.
+    pub ipv6_prefix: u8,
+    /// Every `slip`-th limited query gets an empty truncated answer (TC=1), the others none
+    /// (0: never, 1: always).
+    pub slip: u32,
+    /// Most client and prefix buckets tracked; idle ones are evicted first.
+    pub max_tracked: usize,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            client_qps: 200,
+            client_burst: 400,
+            prefix_qps: 2000,
+            prefix_burst: 4000,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            slip: 2,
+            max_tracked: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTcp {
+    /// Most open DNS-over-TCP connections in all.
+    pub max_connections: usize,
+    /// Most open connections from one client address.
+    pub max_connections_per_client: usize,
+    /// Queries answered on one connection before it is closed (0: no limit).
+    pub max_queries_per_connection: usize,
+    /// Pipelined queries of one connection answered at once.
+    pub max_in_flight_per_connection: usize,
+    /// A message whose first byte has arrived must be complete within this time.
+    #[serde(with = "humantime_serde")]
+    pub message_timeout: Duration,
+}
+
+impl Default for RawTcp {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_connections_per_client: 32,
+            max_queries_per_connection: 1000,
+            max_in_flight_per_connection: 16,
+            message_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,6 +508,59 @@ pub struct Config {
     pub lists: Vec<ListConfig>,
     /// Client groups; `groups[0]` is the default group.
     pub groups: Vec<GroupConfig>,
+    pub access: AccessConfig,
+    pub rate_limit: RateLimitConfig,
+    pub tcp: TcpConfig,
+}
+
+/// What happens to a query from a network that may not query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyAction {
+    /// A REFUSED answer.
+    Refuse,
+    /// No answer (over TCP: the connection is closed).
+    Drop,
+}
+
+impl DenyAction {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Refuse => "refuse",
+            Self::Drop => "drop",
+        }
+    }
+}
+
+/// Validated `[access]`.
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
+    pub action: DenyAction,
+}
+
+/// Validated `[rate_limit]`; a qps of 0 turns that bucket off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub client_qps: u32,
+    pub client_burst: u32,
+    pub prefix_qps: u32,
+    pub prefix_burst: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    pub slip: u32,
+    pub max_tracked: usize,
+}
+
+/// Validated `[tcp]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpConfig {
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// 0: no limit.
+    pub max_queries_per_connection: usize,
+    pub max_in_flight_per_connection: usize,
+    pub message_timeout: Duration,
 }
 
 /// Where a list comes from.
@@ -1050,6 +1208,9 @@ impl RawConfig {
         }
 
         let groups = validate_groups(self.groups, &lists).map_err(|(k, m)| invalid(&k, m))?;
+        let access = validate_access(&self.access).map_err(|(k, m)| invalid(&k, m))?;
+        let rate_limit = validate_rate_limit(&self.rate_limit).map_err(|(k, m)| invalid(&k, m))?;
+        let tcp = validate_tcp(&self.tcp).map_err(|(k, m)| invalid(&k, m))?;
 
         Ok(Config {
             source: path.to_owned(),
@@ -1073,8 +1234,99 @@ impl RawConfig {
             state_dir: resolve(&self.state.dir),
             lists,
             groups,
+            access,
+            rate_limit,
+            tcp,
         })
     }
+}
+
+fn validate_access(a: &RawAccess) -> Result<AccessConfig, (String, String)> {
+    let nets = |key: &str, list: &[String]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, n)| {
+                parse_net(n).map(|n| n.trunc()).ok_or_else(|| {
+                    (
+                        format!("access.{key}[{i}]"),
+                        format!("`{n}` is not a network like 10.0.0.0/8 or fc00::/7"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let action = match a.action.as_str() {
+        "refuse" => DenyAction::Refuse,
+        "drop" => DenyAction::Drop,
+        other => {
+            return Err((
+                "access.action".into(),
+                format!("`{other}` is not one of \"refuse\", \"drop\""),
+            ));
+        }
+    };
+    Ok(AccessConfig {
+        allow: nets("allow", &a.allow)?,
+        deny: nets("deny", &a.deny)?,
+        action,
+    })
+}
+
+fn validate_rate_limit(r: &RawRateLimit) -> Result<RateLimitConfig, (String, String)> {
+    let err = |k: &str, m: &str| Err((format!("rate_limit.{k}"), m.to_string()));
+    if r.client_qps > 0 && r.client_burst == 0 {
+        return err("client_burst", "must be at least 1 when client_qps is set");
+    }
+    if r.prefix_qps > 0 && r.prefix_burst == 0 {
+        return err("prefix_burst", "must be at least 1 when prefix_qps is set");
+    }
+    if r.ipv4_prefix > 32 {
+        return err("ipv4_prefix", "must be 0..=32");
+    }
+    if r.ipv6_prefix > 128 {
+        return err("ipv6_prefix", "must be 0..=128");
+    }
+    if r.max_tracked == 0 {
+        return err("max_tracked", "must be at least 1");
+    }
+    Ok(RateLimitConfig {
+        client_qps: r.client_qps,
+        client_burst: r.client_burst,
+        prefix_qps: r.prefix_qps,
+        prefix_burst: r.prefix_burst,
+        ipv4_prefix: r.ipv4_prefix,
+        ipv6_prefix: r.ipv6_prefix,
+        slip: r.slip,
+        max_tracked: r.max_tracked,
+    })
+}
+
+fn validate_tcp(t: &RawTcp) -> Result<TcpConfig, (String, String)> {
+    for (key, value) in [
+        ("max_connections", t.max_connections),
+        ("max_connections_per_client", t.max_connections_per_client),
+        (
+            "max_in_flight_per_connection",
+            t.max_in_flight_per_connection,
+        ),
+    ] {
+        if value == 0 {
+            return Err((format!("tcp.{key}"), "must be at least 1".into()));
+        }
+    }
+    if t.message_timeout.is_zero() {
+        return Err((
+            "tcp.message_timeout".into(),
+            "must be more than zero".into(),
+        ));
+    }
+    Ok(TcpConfig {
+        max_connections: t.max_connections,
+        max_connections_per_client: t.max_connections_per_client,
+        max_queries_per_connection: t.max_queries_per_connection,
+        max_in_flight_per_connection: t.max_in_flight_per_connection,
+        message_timeout: t.message_timeout,
+    })
 }
 
 fn parse_action(s: &str) -> Result<Action, String> {
@@ -1231,6 +1483,9 @@ mod tests {
         assert_eq!(empty.max_udp_payload, c.max_udp_payload);
         assert_eq!(empty.tcp_idle_timeout, c.tcp_idle_timeout);
         assert_eq!(empty.admin_listen, c.admin_listen);
+        assert_eq!(format!("{:?}", empty.access), format!("{:?}", c.access));
+        assert_eq!(empty.rate_limit, c.rate_limit);
+        assert_eq!(empty.tcp, c.tcp);
         assert!(!c.lists[0].path.to_string_lossy().contains(".."));
     }
 
@@ -1276,6 +1531,15 @@ mod tests {
             ),
             ("[block]\nipv6 = \"1.2.3.4\"\n", "block.ipv6"),
             ("[admin]\nlisten = \"9153\"\n", "admin.listen"),
+            ("[access]\nallow = [\"10.0.0.0/33\"]\n", "access.allow[0]"),
+            ("[access]\naction = \"ignore\"\n", "access.action"),
+            ("[rate_limit]\nipv4_prefix = 33\n", "rate_limit.ipv4_prefix"),
+            (
+                "[rate_limit]\nclient_burst = 0\n",
+                "rate_limit.client_burst",
+            ),
+            ("[tcp]\nmax_connections = 0\n", "tcp.max_connections"),
+            ("[tcp]\nmessage_timeout = \"0s\"\n", "tcp.message_timeout"),
             (
                 "[server]\nmax_udp_payload = \"big\"\n",
                 "server.max_udp_payload",

@@ -74,6 +74,16 @@ pub struct Metrics {
     pub notifies: IntCounterVec,
     udp_dropped: IntCounterVec,
     pub packet_cache_entries: IntGauge,
+    /// `{protocol, action}`: queries from networks `[access]` denies.
+    pub access_denied: IntCounterVec,
+    /// `{scope, action}`: UDP queries over a `[rate_limit]` bucket.
+    pub rate_limited: IntCounterVec,
+    pub rate_limit_buckets: IntGauge,
+    /// `{reason}`: TCP connections closed at once on accept.
+    pub tcp_rejected: IntCounterVec,
+    /// `{reason}`: TCP connections ended, by why.
+    pub tcp_closed: IntCounterVec,
+    pub tcp_connections: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -333,6 +343,63 @@ impl Metrics {
         registry.register(Box::new(notifies.clone()))?;
         registry.register(Box::new(udp_dropped.clone()))?;
         registry.register(Box::new(packet_cache_entries.clone()))?;
+        let access_denied = IntCounterVec::new(
+            Opts::new(
+                "rampart_access_denied_total",
+                "Queries from client networks that [access] does not allow, by protocol and \
+                 action (refuse: answered REFUSED, drop: not answered or connection closed).",
+            ),
+            &["protocol", "action"],
+        )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "rampart_rate_limited_total",
+                "UDP queries over a rate limit, by the bucket that ran out (client or prefix) \
+                 and action (drop: not answered, slip: empty truncated answer).",
+            ),
+            &["scope", "action"],
+        )?;
+        let rate_limit_buckets = IntGauge::new(
+            "rampart_rate_limit_buckets",
+            "Client and prefix rate-limit buckets held (as of the last sweep).",
+        )?;
+        let tcp_rejected = IntCounterVec::new(
+            Opts::new(
+                "rampart_tcp_rejected_total",
+                "TCP connections closed on accept, by reason (total, per_client: connection \
+                 limits reached; access: client denied with action drop).",
+            ),
+            &["reason"],
+        )?;
+        let tcp_closed = IntCounterVec::new(
+            Opts::new(
+                "rampart_tcp_closed_total",
+                "Accepted TCP connections ended, by reason (client, idle, incomplete, \
+                 query_limit, malformed, write, denied, shutdown).",
+            ),
+            &["reason"],
+        )?;
+        let tcp_connections =
+            IntGauge::new("rampart_tcp_connections", "Open DNS-over-TCP connections.")?;
+        registry.register(Box::new(access_denied.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(rate_limit_buckets.clone()))?;
+        registry.register(Box::new(tcp_rejected.clone()))?;
+        registry.register(Box::new(tcp_closed.clone()))?;
+        registry.register(Box::new(tcp_connections.clone()))?;
+        for protocol in ["udp", "tcp"] {
+            for action in ["refuse", "drop"] {
+                access_denied.with_label_values(&[protocol, action]);
+            }
+        }
+        for scope in ["client", "prefix"] {
+            for action in ["drop", "slip"] {
+                rate_limited.with_label_values(&[scope, action]);
+            }
+        }
+        for reason in ["total", "per_client", "access"] {
+            tcp_rejected.with_label_values(&[reason]);
+        }
 
         // Pre-create the common series so dashboards see zeros rather than gaps.
         for reason in ["timeout", "error"] {
@@ -367,6 +434,12 @@ impl Metrics {
             notifies,
             udp_dropped,
             packet_cache_entries,
+            access_denied,
+            rate_limited,
+            rate_limit_buckets,
+            tcp_rejected,
+            tcp_closed,
+            tcp_connections,
         })
     }
 

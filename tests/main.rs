@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod fast_path;
 mod feeds;
+mod limits;
 mod lists_stats;
 mod metrics;
 mod resolve;

@@ -32,12 +32,13 @@ use tracing::{debug, info};
 use super::{
     answer,
     cache::{Answer, Cache},
+    limits::Limits,
     packet_cache::{PacketCache, Tally},
     upstream::Upstream,
     wire,
 };
 use crate::{
-    config::BlockConfig,
+    config::{BlockConfig, DenyAction},
     feeds::manager::{Feeds, NotifyResult},
     metrics::{Metrics, Outcome, qtype_label},
     policy::{Decision, Match, QueryName, Snapshot, Verdict, groups::GroupId},
@@ -57,6 +58,8 @@ pub struct DnsHandler {
     pub feeds: Option<Arc<Feeds>>,
     /// Ready UDP responses, filled here and served by the fast path.
     pub packets: Arc<PacketCache>,
+    /// Access control and rate limits (checked by every listener before this pipeline).
+    pub limits: Arc<Limits>,
 }
 
 impl std::fmt::Debug for DnsHandler {
@@ -165,11 +168,30 @@ impl RequestHandler for DnsHandler {
         let protocol = protocol_label(request.protocol());
         let qtype = request_qtype(request);
 
-        let (reply, outcome) = self.run(request, &mut Notes::default()).await;
+        // Listeners of hickory-server (DoT, DoH) are checked here; UDP and plain TCP are
+        // checked by our own listeners before they decode anything. Denied queries are
+        // counted in `rampart_access_denied_total`, not with the queries answered.
+        let denied = self.limits.denied(request.src().ip());
+        let (reply, outcome) = match denied {
+            None => self.run(request, &mut Notes::default()).await,
+            Some(action) => {
+                self.limits.count_denied(protocol, action);
+                let reply = Reply {
+                    drop: action == DenyAction::Drop,
+                    ..Reply::empty(ResponseCode::Refused)
+                };
+                (reply, Outcome::Refused)
+            }
+        };
+        let observe = |outcome| {
+            if denied.is_none() {
+                self.metrics
+                    .observe(qtype, protocol, outcome, started.elapsed());
+            }
+        };
         if reply.drop {
             // RPZ DROP: the client hears nothing, as if the packet were lost.
-            self.metrics
-                .observe(qtype, protocol, outcome, started.elapsed());
+            observe(outcome);
             let mut metadata = Metadata::response_from_request(&request.metadata);
             metadata.response_code = ResponseCode::NoError;
             return ResponseInfo::from(Header {
@@ -190,8 +212,7 @@ impl RequestHandler for DnsHandler {
                 })
             }
         };
-        self.metrics
-            .observe(qtype, protocol, outcome, started.elapsed());
+        observe(outcome);
         info
     }
 }
@@ -205,22 +226,36 @@ fn request_qtype(request: &Request) -> &'static str {
 }
 
 impl DnsHandler {
-    /// The general path for a UDP datagram the fast path passed on: decode it, run the
-    /// pipeline, encode the response within the client's payload size, and store it in the
-    /// packet cache when the fast path may serve it next time. `None`: send nothing.
+    /// The general path for a UDP datagram the fast path passed on (see
+    /// [`DnsHandler::answer_bytes`]).
     pub async fn answer_udp(&self, raw: Vec<u8>, src: SocketAddr) -> Option<Vec<u8>> {
+        self.answer_bytes(raw, src, Protocol::Udp).await
+    }
+
+    /// Answer one DNS message received over `protocol` (UDP or TCP): decode it, run the
+    /// pipeline and encode the response. Over UDP the response is cut to the client's payload
+    /// size (TC set) and stored in the packet cache when the fast path may serve it next
+    /// time; over TCP it may be as large as a message can be. `None`: send nothing.
+    pub async fn answer_bytes(
+        &self,
+        raw: Vec<u8>,
+        src: SocketAddr,
+        protocol: Protocol,
+    ) -> Option<Vec<u8>> {
         let started = Instant::now();
+        let label = protocol_label(protocol);
+        let udp = protocol == Protocol::Udp;
         // Shorter than a header: not DNS, no answer. Responses are never answered (reflection).
         let header = Header::read(&mut BinDecoder::new(&raw)).ok()?;
         if header.metadata.message_type == MessageType::Response {
             return None;
         }
-        let request = match Request::from_bytes(raw, src, Protocol::Udp) {
+        let request = match Request::from_bytes(raw, src, protocol) {
             Ok(request) => request,
             Err(_) => {
                 // The header reads but the rest does not: FORMERR.
                 self.metrics
-                    .observe("other", "udp", Outcome::FormErr, started.elapsed());
+                    .observe("other", label, Outcome::FormErr, started.elapsed());
                 return Some(formerr(&header));
             }
         };
@@ -231,12 +266,16 @@ impl DnsHandler {
         let mut notes = Notes::default();
         let (reply, outcome) = self.run(&request, &mut notes).await;
         self.metrics
-            .observe(request_qtype(&request), "udp", outcome, started.elapsed());
+            .observe(request_qtype(&request), label, outcome, started.elapsed());
         if reply.drop {
             return None;
         }
         let (edns, rcode) = self.response_edns(&request, reply.rcode);
-        let max_size = edns.as_ref().map_or(512, Edns::max_payload);
+        let max_size = match (udp, &edns) {
+            (false, _) => u16::MAX,
+            (true, None) => 512,
+            (true, Some(e)) => e.max_payload(),
+        };
         let response = self.build(&request, &reply, edns.as_ref(), rcode);
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
@@ -249,6 +288,9 @@ impl DnsHandler {
             };
             header.metadata.response_code = ResponseCode::ServFail;
             return Some(formerr_like(&header));
+        }
+        if !udp {
+            return Some(bytes);
         }
         // Fill the packet cache with answers that depend on nothing but its key.
         let tally_outcome = match outcome {

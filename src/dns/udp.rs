@@ -1,7 +1,9 @@
 //! UDP listeners. Each worker is an OS thread with its own `SO_REUSEPORT` socket per address
 //! (the kernel spreads clients over them by address hash), reading batches with `recvmmsg`,
-//! answering what the fast path can into a batch sent with one `sendmmsg`, and handing the
-//! rest to the general path on the tokio runtime, which replies on the same socket.
+//! passing each datagram through the access and rate-limit gate (`limits::UdpGate`: REFUSED,
+//! a slipped TC=1 answer, or nothing), answering what the fast path can into a batch sent with
+//! one `sendmmsg`, and handing the rest to the general path on the tokio runtime, which
+//! replies on the same socket.
 //!
 //! Blocking threads rather than async tasks: a worker that is busy has no use for a scheduler,
 //! and one syscall per batch instead of two per packet is most of the fast path's gain (the
@@ -26,7 +28,10 @@ use nix::{
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, warn};
 
-use super::fast::{Fast, FastPath};
+use super::{
+    fast::{Fast, FastPath},
+    limits::{Admit, Tally},
+};
 
 /// Datagrams read per `recvmmsg`.
 const BATCH: usize = 32;
@@ -141,6 +146,8 @@ impl Worker {
         let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
         let metrics = self.fast.handler().metrics.clone();
         let mut tallies = self.fast.tallies();
+        let limits = self.fast.handler().limits.clone();
+        let mut gate_tally = Tally::default();
 
         while !self.stop.load(Ordering::Acquire) {
             // Read a batch: block for the first datagram (up to WAKE), take what else is there.
@@ -182,6 +189,8 @@ impl Worker {
                 continue;
             }
             let now = Instant::now();
+            // Access control and rate limits first, with their settings loaded once a batch.
+            let gate = limits.udp_gate(now);
             let mut replies = 0;
             for (i, &(len, src)) in received[..n].iter().enumerate() {
                 // Port 0 cannot be answered; such packets are forged.
@@ -189,6 +198,16 @@ impl Worker {
                     continue;
                 };
                 let request = &rx[i][..len];
+                match gate.admit(request, src.ip(), &mut tx[replies], &mut gate_tally) {
+                    Admit::Pass => {}
+                    Admit::Reply(len) => {
+                        lens[replies] = len;
+                        dests[replies] = Some(SockaddrStorage::from(src));
+                        replies += 1;
+                        continue;
+                    }
+                    Admit::Drop => continue,
+                }
                 let fast = if self.use_fast_path {
                     self.fast
                         .answer(request, src.ip(), now, &mut tx[replies], &mut tallies)
@@ -204,6 +223,8 @@ impl Worker {
                     Fast::General => self.general(request, src),
                 }
             }
+            drop(gate);
+            gate_tally.flush(&limits);
             if replies > 0 {
                 self.send_batch(&mut tx_headers, &tx, &lens[..replies], &dests[..replies]);
                 tallies.finish_batch(now.elapsed());
