@@ -2,6 +2,10 @@
 //!
 //! - `packet_cache_hit`: a question answered before, served from the packet cache (copy, new
 //!   ID, question spelling, aged TTLs);
+//! - `gate_N_clients_then_packet_cache_hit`: the same behind the UDP workers' gate (access
+//!   table, then the client and prefix rate-limit buckets) under limits that never bite, from
+//!   256 client addresses (buckets in the CPU cache) and from 262,144 (1,024 /24s: a bucket
+//!   table as big as a busy server's, so most lookups miss the CPU cache);
 //! - `blocked_synthesized`: a new subdomain of a listed name each time (packet cache off): wire
 //!   parse, policy lookup in a 100k-name list, block answer written in wire form;
 //! - `general_path_blocked`: the same blocked questions through the general path (hickory
@@ -21,7 +25,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rampart::{
     app,
     config::Config,
-    dns::fast::{Fast, FastPath},
+    dns::{
+        fast::{Fast, FastPath},
+        limits::{Admit, Tally},
+    },
     metrics::Metrics,
     policy::Snapshot,
 };
@@ -52,6 +59,8 @@ fn setup(dir: &std::path::Path, packet_size: usize) -> (Arc<FastPath>, tokio::ru
     let toml = format!(
         "[resolver]\nmode = \"forward\"\n[resolver.forward]\nupstreams = [\"127.0.0.1:9\"]\n\
          [cache]\npacket_size = {packet_size}\n[state]\ndir = \"state\"\n\
+         [rate_limit]\nclient_qps = 1000000000\nclient_burst = 1000000000\n\
+         prefix_qps = 1000000000\nprefix_burst = 1000000000\n\
          [[lists]]\nname = \"block\"\npath = \"block.txt\"\nformat = \"plain\"\n"
     );
     let path = dir.join(format!("rampart-{packet_size}.toml"));
@@ -107,6 +116,32 @@ fn bench(c: &mut Criterion) {
             black_box(cached.answer(&hot[i], client, now, &mut out, &mut tallies))
         })
     });
+
+    let limits = cached.handler().limits.clone();
+    let mut gate_tally = Tally::default();
+    let mut c = 0u32;
+    for clients in [256, 1 << 18] {
+        let mut gate = limits.udp_gate(now);
+        g.bench_function(
+            format!("gate_{clients}_clients_then_packet_cache_hit"),
+            |b| {
+                b.iter(|| {
+                    i = (i + 1) % ROTATE;
+                    c = (c + 7919) % clients;
+                    if i % 32 == 0 {
+                        tallies.finish_batch(now.elapsed());
+                        gate_tally.flush(&limits);
+                        now = Instant::now();
+                        gate = limits.udp_gate(now);
+                    }
+                    let client = IpAddr::V4(Ipv4Addr::from(0x6440_0000 + c));
+                    let admit = gate.admit(&hot[i], client, &mut out, &mut gate_tally);
+                    debug_assert_eq!(admit, Admit::Pass);
+                    black_box(cached.answer(&hot[i], client, now, &mut out, &mut tallies))
+                })
+            },
+        );
+    }
 
     let (uncached, rt) = setup(dir.path(), 0);
     let mut tallies = uncached.tallies();

@@ -52,6 +52,12 @@ ipv6 = "2001:db8::1"
 [admin]
 listen = ""
 
+# The load generator is one client asking far more than a subscriber would: no rate limits
+# (the peers it is compared with have none either).
+[rate_limit]
+client_qps = 0
+prefix_qps = 0
+
 [state]
 dir = "$WORKDIR/state"
 

@@ -332,11 +332,15 @@ async fn a_connection_is_closed_after_its_query_limit() {
     let s = start(&h, "", "[tcp]\nmax_queries_per_connection = 3\n").await;
     let mut c = connect_from(INSIDE, s.dns).await;
     let mut ids = Vec::new();
+    let mut pipelined = Vec::new();
     for _ in 0..5 {
         let q = query_message("ads.corp.test.", RecordType::A, true);
         ids.push(q.metadata.id);
-        send_framed(&mut c, &q).await;
+        let bytes = q.to_vec().unwrap();
+        pipelined.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        pipelined.extend_from_slice(&bytes);
     }
+    c.write_all(&pipelined).await.unwrap();
     let mut answered = Vec::new();
     while let Some(m) = read_framed(&mut c).await {
         answered.push(m.metadata.id);
@@ -422,4 +426,60 @@ async fn pipelined_tcp_queries_are_answered_as_they_are_ready() {
         "TCP queries are counted as tcp"
     );
     s.stop().await;
+}
+
+/// Listeners run by hickory-server (DoT and DoH) go through `DnsHandler::handle_request`, which
+/// checks access too: a plain TCP listener of hickory-server stands in for them here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hickory_server_listeners_check_access_too() {
+    use std::sync::Arc;
+
+    use arc_swap::ArcSwap;
+    use hickory_server::Server;
+    use rampart::{app, dns::handler::SharedHandler, metrics::Metrics, policy::Snapshot};
+
+    let h = Hierarchy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[access]\nallow = [\"127.0.0.1/32\"]\n[resolver]\nmode = \"forward\"\n\
+         [resolver.forward]\nupstreams = [\"{}\"]\n",
+        h.leaf_addr()
+    );
+    let config = Config::from_toml(&text, &dir.path().join("rampart.toml")).unwrap();
+    let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+    let policy = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
+    let handler = app::build_handler(&config, policy, metrics.clone(), None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut server = Server::new(SharedHandler(handler));
+    server.register_listener(listener, Duration::from_secs(5), 16);
+
+    let m = ask_from(
+        OUTSIDE,
+        addr,
+        Transport::Tcp,
+        "www.corp.test.",
+        RecordType::A,
+    )
+    .await;
+    assert_refused(&m, "www.corp.test.");
+    let m = ask_from(
+        INSIDE,
+        addr,
+        Transport::Tcp,
+        "www.corp.test.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(a_records(&m), vec![WWW_V4]);
+    let text = metrics.render();
+    assert_eq!(
+        metric_sum(
+            &text,
+            "rampart_access_denied_total",
+            &["protocol=\"tcp\"", "action=\"refuse\""]
+        ),
+        1.0
+    );
+    server.shutdown_gracefully().await.unwrap();
 }

@@ -31,7 +31,7 @@ impl Ranges {
     /// Flatten nested-or-disjoint prefixes (CIDR blocks never partly overlap) with one sweep:
     /// outer blocks come before the blocks inside them, and a stack holds the open ones.
     fn build(mut prefixes: Vec<Prefix>) -> Self {
-        prefixes.sort_by(|a, b| (a.start, a.len, a.allowed).cmp(&(b.start, b.len, b.allowed)));
+        prefixes.sort_by_key(|p| (p.start, p.len, p.allowed));
         // The same prefix in both lists: deny (sorted first) wins.
         prefixes.dedup_by(|later, first| later.start == first.start && later.len == first.len);
         let mut out = Ranges::default();

@@ -114,11 +114,21 @@ impl Settings {
     }
 }
 
+/// 24 bytes (a `u128` would align the key to 16 and make it 32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
-    /// The address (IPv4 as IPv4-mapped IPv6), masked for a prefix.
-    addr: u128,
+    /// The address (IPv4 as IPv4-mapped IPv6), masked for a prefix: high and low halves.
+    addr: [u64; 2],
     kind: u8,
+}
+
+impl Key {
+    fn new(addr: u128, kind: u8) -> Self {
+        Self {
+            addr: [(addr >> 64) as u64, addr as u64],
+            kind,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -232,11 +242,8 @@ impl RateLimiter {
         };
         let host_bits = bits - u32::from(prefix_len);
         let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0);
-        let client_key = Key { addr, kind: CLIENT };
-        let prefix_key = Key {
-            addr: addr & mask,
-            kind: prefix_len,
-        };
+        let client_key = Key::new(addr, CLIENT);
+        let prefix_key = Key::new(addr & mask, prefix_len);
         let shard = self.hasher.hash_one(prefix_key) as usize & (SHARDS - 1);
         let mut shard = self.shards[shard]
             .lock()

@@ -35,6 +35,8 @@ use crate::config::{DenyAction, TcpConfig};
 const FRAME_MAX: usize = 2 + u16::MAX as usize;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
+/// Longest wait for the client to close after we have (see the end of `Connection::run`).
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Open connections, in all and per client address.
 #[derive(Debug, Default)]
@@ -300,7 +302,15 @@ impl Connection {
                 }
             }
         }
+        // Close our side, then read and discard what the client still sends until it closes
+        // too (briefly): closing with unread data would reset the connection, and a reset can
+        // cost the client the answers it has not read yet.
         let _ = tokio::time::timeout(self.idle_timeout, wr.shutdown()).await;
+        let _ = tokio::time::timeout(LINGER.min(self.idle_timeout), async {
+            let mut sink = [0u8; 1024];
+            while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
         stopped.unwrap_or("client")
     }
 }
