@@ -7,6 +7,12 @@
 //! sharded hash maps under plain mutexes; a client's bucket and its prefix's share a shard
 //! (the shard is picked by the prefix), so a query takes one lock. The hasher is seeded at
 //! random, so spoofed sources cannot aim at one slot.
+//!
+//! Memory is bounded by `max_tracked`. A shard that is full of active buckets keeps them and
+//! does not track new addresses until some go idle: the buckets that are limiting someone
+//! (a reflection victim whose address is being spoofed, a busy client) are never evicted to
+//! make room for a flood of new spoofed sources, each of which sends too little to matter on
+//! its own (their prefixes' buckets still count them once tracked).
 
 use std::{
     collections::HashMap,
@@ -23,8 +29,7 @@ use crate::config::RateLimitConfig;
 
 /// Number of shards (a power of two).
 const SHARDS: usize = 64;
-/// A full shard sweeps out its idle buckets at most this often (ns); in between, a new bucket
-/// replaces an arbitrary one.
+/// A full shard sweeps out its idle buckets at most this often (ns).
 const SWEEP_EVERY: u64 = 100_000_000;
 /// `Key::kind` of a client's own bucket (prefix buckets carry their prefix length).
 const CLIENT: u8 = u8::MAX;
@@ -146,36 +151,31 @@ struct Shard {
 }
 
 impl Shard {
-    /// Make room for one more bucket: drop the idle ones (a full bucket carries no state), or
-    /// if there are none, or a sweep ran moments ago, an arbitrary one.
-    fn make_room(&mut self, cap: usize, now: u64) {
+    /// Whether one more bucket fits: when full, drop the idle ones (a full bucket carries no
+    /// state), at most every `SWEEP_EVERY` so a flood cannot make every query scan the shard.
+    fn has_room(&mut self, cap: usize, now: u64) -> bool {
         if self.buckets.len() < cap {
-            return;
+            return true;
         }
         if now.saturating_sub(self.last_sweep) >= SWEEP_EVERY {
             self.last_sweep = now;
             self.buckets.retain(|_, b| b.tat > now);
         }
-        while self.buckets.len() >= cap {
-            let Some(k) = self.buckets.keys().next().copied() else {
-                break;
-            };
-            self.buckets.remove(&k);
-        }
+        self.buckets.len() < cap
     }
 
     fn tat(&self, key: &Key) -> u64 {
         self.buckets.get(key).map_or(0, |b| b.tat)
     }
 
-    /// Charge an allowed query to the bucket.
+    /// Charge an allowed query to the bucket. A new bucket that does not fit is not kept
+    /// (see the module doc).
     fn charge(&mut self, key: Key, tat: u64, cap: usize, now: u64) {
         if let Some(b) = self.buckets.get_mut(&key) {
             b.tat = tat;
-            return;
+        } else if self.has_room(cap, now) {
+            self.buckets.insert(key, Bucket { tat, limited: 0 });
         }
-        self.make_room(cap, now);
-        self.buckets.insert(key, Bucket { tat, limited: 0 });
     }
 
     /// Count a limited query against the bucket; true when it slips.
@@ -399,22 +399,34 @@ mod tests {
     }
 
     #[test]
-    fn tracked_buckets_are_bounded() {
+    fn tracked_buckets_are_bounded_and_limited_ones_stay() {
         let max = 640;
-        let l = RateLimiter::new(&config((1, 1), (1, 1), 2, max));
+        let l = RateLimiter::new(&config((1, 1), (0, 0), 0, max));
         let s = l.settings();
+        let victim: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(l.check(&s, victim, SEC), Limit::Pass);
         for i in 0..20_000u32 {
-            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i * 256));
-            // Every one is new and active (a spoofed flood).
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            // Every one is new and active (a spoofed flood)...
             assert_eq!(l.check(&s, ip, SEC + u64::from(i)), Limit::Pass);
+            // ...and the address being limited stays limited.
+            if i % 1000 == 0 {
+                assert_eq!(
+                    l.check(&s, victim, SEC + u64::from(i)),
+                    Limit::Drop(Scope::Client)
+                );
+            }
         }
         let tracked: usize = l
             .shards
             .iter()
             .map(|s| s.lock().unwrap().buckets.len())
             .sum();
-        assert!(tracked <= max + SHARDS, "{tracked}");
-        // Idle buckets go in a sweep.
+        assert!(tracked <= max, "{tracked}");
+        // Once the flood's buckets are idle, new addresses are tracked again.
+        let later: IpAddr = "10.200.0.1".parse().unwrap();
+        assert_eq!(l.check(&s, later, 10 * SEC), Limit::Pass);
+        assert_eq!(l.check(&s, later, 10 * SEC), Limit::Drop(Scope::Client));
         assert_eq!(l.sweep_at(100 * SEC), 0);
     }
 }
