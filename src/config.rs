@@ -113,6 +113,14 @@ pub struct RawServer {
     /// Receive and send buffer of each UDP socket, in bytes (the kernel may cap it at
     /// net.core.rmem_max / wmem_max).
     pub udp_buffer: usize,
+    /// After binding its sockets as root, switch to this user (empty: stay as started). The
+    /// state folder is handed to that user first.
+    pub user: String,
+    /// Group to switch to with `user` (empty: the user's primary group).
+    pub group: String,
+    /// On SIGTERM, stop accepting and give queries in flight this long to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for RawServer {
@@ -124,6 +132,9 @@ impl Default for RawServer {
             workers: 0,
             fast_path: true,
             udp_buffer: 4 << 20,
+            user: String::new(),
+            group: String::new(),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -392,6 +403,9 @@ pub struct Config {
     pub workers: usize,
     pub fast_path: bool,
     pub udp_buffer: usize,
+    /// User (and group) to run as after binding; None: stay as started.
+    pub run_as: Option<(String, Option<String>)>,
+    pub shutdown_grace: Duration,
     pub resolver: ResolverConfig,
     pub cache: CacheConfig,
     pub block: BlockConfig,
@@ -681,6 +695,12 @@ impl RawConfig {
             return Err(invalid(
                 "server.workers",
                 format!("{} is more than 1024", self.server.workers),
+            ));
+        }
+        if !self.server.group.is_empty() && self.server.user.is_empty() {
+            return Err(invalid(
+                "server.group",
+                "is set without server.user; set both, or neither".into(),
             ));
         }
         if self.server.tcp_idle_timeout.is_zero() {
@@ -1062,6 +1082,10 @@ impl RawConfig {
             },
             fast_path: self.server.fast_path,
             udp_buffer: self.server.udp_buffer,
+            run_as: Some(self.server.user)
+                .filter(|u| !u.is_empty())
+                .map(|u| (u, Some(self.server.group).filter(|g| !g.is_empty()))),
+            shutdown_grace: self.server.shutdown_grace,
             resolver: ResolverConfig {
                 mode,
                 timeout: r.timeout,

@@ -8,6 +8,7 @@ mod fast_path;
 mod feeds;
 mod lists_stats;
 mod metrics;
+mod process;
 mod resolve;
 mod rpz;
 mod xfr;
