@@ -46,13 +46,19 @@ cleanup() {
   [ -n "${KEEP:-}" ] && echo "kept: $work" || rm -rf "$work"
 }
 trap cleanup EXIT
-# Every NSD process of our synthetic internet (main processes and their server children).
+# Every NSD process of our synthetic internet: each started process (xfrd), its main process
+# and the server processes under that.
+tree() {
+  local c
+  echo "$1"
+  for c in $(pgrep -P "$1"); do tree "$c"; done
+}
 nsd_signal() {
-  local f p
+  local f
   for f in "$work"/fake/*.mainpid; do
     [ -e "$f" ] || continue
-    p=$(cat "$f")
-    kill -"$1" "$p" $(pgrep -P "$p") 2>/dev/null || true
+    # shellcheck disable=SC2046
+    kill -"$1" $(tree "$(cat "$f")") 2>/dev/null || true
   done
 }
 
@@ -188,7 +194,7 @@ for m in $(seq 1 "$minutes"); do
   [ -e "$f" ] || continue
   sent=$(awk '/Queries sent:/ {print $3}' "$f")
   lost=$(awk '/Queries lost:/ {print $3}' "$f")
-  servfail=$(grep -o 'SERVFAIL [0-9]*' "$f" | awk '{print $2}' | head -1)
+  servfail=$(awk '/Response codes:/ { for (i = 1; i < NF; i++) if ($i == "SERVFAIL") print $(i + 1) }' "$f")
   awk '/^> / { printf "%.3f\n", $NF * 1000 }' "$f" | sort -n > "$work/lat"
   n=$(wc -l < "$work/lat")
   pct() { [ "$n" -gt 0 ] && sed -n "$(( ($1 * n + 999) / 1000 ))p" "$work/lat" || echo -; }
@@ -204,4 +210,4 @@ echo "crashes: $crashed (process alive through the run and exit 0 on SIGTERM = 0
 echo "lost queries outside the cut minute: $lost_outside"
 echo "RSS start ${rss_start} MiB (after warm-up), end ${rss_end} MiB: ${growth} %"
 echo "list swaps completed: $swaps; stale answers served: $stale"
-grep -iE "panic|error" "$work/rampart.log" | head -5 || true
+grep -iE "panic|error" "$work/rampart.log" | head -5 || echo "no panic or error in the server log"
