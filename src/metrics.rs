@@ -512,3 +512,35 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+/// The encrypted listeners' collectors, registered only when a DoT or DoH listener is
+/// configured (so a server without TLS exports no certificate expiry to alert on).
+#[derive(Clone)]
+pub struct TlsMetrics {
+    /// Certificate (re)loads by result ("ok", "error").
+    pub reloads: IntCounterVec,
+    /// notAfter of the leaf certificate in service, as Unix time.
+    pub expiry: IntGauge,
+}
+
+impl TlsMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "rampart_tls_reloads_total",
+                "TLS certificate reloads, by result (ok, error: the old certificate stays).",
+            ),
+            &["result"],
+        )?;
+        let expiry = IntGauge::new(
+            "rampart_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the TLS leaf certificate in service, as Unix time.",
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(expiry.clone()))?;
+        for result in ["ok", "error"] {
+            reloads.with_label_values(&[result]);
+        }
+        Ok(Self { reloads, expiry })
+    }
+}
