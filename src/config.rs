@@ -71,9 +71,9 @@ pub struct RawTls {
     pub certificate: String,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
     pub key: String,
-    /// DNS-over-TLS (RFC 7858) addresses, typically "[::]:853". Empty: off.
+    /// DNS-over-TLS (RFC 7858) addresses, typically `"[::]:853"`. Empty: off.
     pub dot_listen: Vec<String>,
-    /// DNS-over-HTTPS (RFC 8484) addresses, typically "[::]:443". Empty: off.
+    /// DNS-over-HTTPS (RFC 8484) addresses, typically `"[::]:443"`. Empty: off.
     pub doh_listen: Vec<String>,
     /// The DoH URL path.
     pub doh_path: String,

@@ -72,11 +72,16 @@ impl Ca {
 
 /// A Rampart with the standard lists, DoT and DoH on 127.0.0.1:0 and `leaf` as certificate.
 async fn tls_server(h: &Hierarchy, leaf: &Leaf) -> TestServer {
+    tls_server_with(h, leaf, "").await
+}
+
+/// The same, with extra lines for the `[tls]` table.
+async fn tls_server_with(h: &Hierarchy, leaf: &Leaf, tls_lines: &str) -> TestServer {
     let (mut files, lists) = standard_lists();
     files.push(("tls.crt", leaf.cert_pem.clone()));
     files.push(("tls.key", leaf.key_pem.clone()));
     let extra = format!(
-        "[tls]\ncertificate = \"tls.crt\"\nkey = \"tls.key\"\ndot_listen = [\"127.0.0.1:0\"]\ndoh_listen = [\"127.0.0.1:0\"]\n{lists}"
+        "[tls]\ncertificate = \"tls.crt\"\nkey = \"tls.key\"\ndot_listen = [\"127.0.0.1:0\"]\ndoh_listen = [\"127.0.0.1:0\"]\n{tls_lines}\n{lists}"
     );
     TestServer::start(
         h,
@@ -335,6 +340,95 @@ async fn doh_rejects_bad_requests_with_http_errors() {
     )
     .await;
     assert_eq!(a_records(&m), vec![WWW_V4]);
+
+    // Clients without HTTP/2 get HTTP/1.1.
+    let http1 = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .resolve("dns.test", addr)
+        .http1_only()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
+    let r = http1
+        .get(format!("{base}/dns-query?dns={q}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+    assert_eq!(r.status(), 200);
+    let m = Message::from_vec(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(a_records(&m), vec![WWW_V4]);
+    s.stop().await;
+}
+
+/// Read until the server closes the connection; true if it did within the deadline.
+async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await,
+        Ok(())
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_idle_connections_are_closed() {
+    let h = Hierarchy::start().await;
+    let ca = Ca::new();
+    let s = tls_server_with(
+        &h,
+        &ca.leaf(1, (2031, 1, 1)),
+        "handshake_timeout = \"200ms\"\nidle_timeout = \"400ms\"",
+    )
+    .await;
+    let (dot_addr, doh_addr) = (running(&s).dot_addrs[0], running(&s).doh_addrs[0]);
+
+    // No handshake at all: dropped after handshake_timeout.
+    for addr in [dot_addr, doh_addr] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        assert!(
+            closed_by_server(&mut tcp).await,
+            "{addr}: silent client dropped"
+        );
+        assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+    }
+
+    // A DoT client that answers one query and then goes quiet: closed after idle_timeout,
+    // after its answer was delivered.
+    let mut dot = dot_connect(&ca, dot_addr).await;
+    let q = query_message("www.corp.test.", RecordType::A, true);
+    assert_eq!(a_records(&dot_exchange(&mut dot, &q).await), vec![WWW_V4]);
+    let started = std::time::Instant::now();
+    assert!(
+        closed_by_server(&mut dot).await,
+        "idle DoT connection closed"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+
+    // An idle HTTP/2 connection: the server says goodbye (GOAWAY, then close).
+    let connector = TlsConnector::from(client_config(&ca, &[b"h2"]));
+    let tcp = TcpStream::connect(doh_addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("dns.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    assert!(
+        closed_by_server(&mut tls).await,
+        "idle DoH connection closed"
+    );
     s.stop().await;
 }
 

@@ -258,10 +258,7 @@ pub async fn start(
         out.dot_addrs.push(listener.local_addr()?);
         let (conn, acceptor) = (conn.clone(), dot.clone());
         out.tasks.push(tokio::spawn(accept_loop(
-            listener,
-            acceptor,
-            conn,
-            |stream, src, conn| serve_dot(stream, src, conn),
+            listener, acceptor, conn, serve_dot,
         )));
     }
     let doh = TlsAcceptor::from(server_config(&[b"h2", b"http/1.1"])?);
@@ -481,9 +478,17 @@ async fn serve_doh(stream: Tls, src: SocketAddr, conn: Conn, path: Arc<str>) {
     builder.http2().max_concurrent_streams(MAX_STREAMS);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let mut closing = false;
+    // After a graceful shutdown (GOAWAY) the client gets one more idle period to finish and
+    // acknowledge; a client that never does is cut off.
+    let mut cut_off_at: Option<Instant> = None;
     loop {
-        let idle_at = activity.last() + conn.idle_timeout;
+        // While a request is in progress the connection is not idle: look again later.
+        let idle_at = if activity.in_flight.load(Ordering::Acquire) > 0 {
+            Instant::now() + conn.idle_timeout
+        } else {
+            activity.last() + conn.idle_timeout
+        };
+        let closing = cut_off_at.is_some();
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
@@ -492,16 +497,20 @@ async fn serve_doh(stream: Tls, src: SocketAddr, conn: Conn, path: Arc<str>) {
                 return;
             }
             _ = conn.shutdown.cancelled(), if !closing => {
-                closing = true;
+                cut_off_at = Some(Instant::now() + conn.idle_timeout);
                 connection.as_mut().graceful_shutdown();
             }
             _ = tokio::time::sleep_until(idle_at.into()), if !closing => {
                 if activity.in_flight.load(Ordering::Acquire) == 0
                     && activity.last() + conn.idle_timeout <= Instant::now()
                 {
-                    closing = true;
+                    cut_off_at = Some(Instant::now() + conn.idle_timeout);
                     connection.as_mut().graceful_shutdown();
                 }
+            }
+            _ = tokio::time::sleep_until(cut_off_at.unwrap_or(idle_at).into()), if closing => {
+                debug!(client = %src, "DoH connection cut off after GOAWAY");
+                return;
             }
         }
     }
