@@ -83,6 +83,8 @@ pub struct RawTls {
     /// An encrypted connection with no query for this long (and none in progress) is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Most encrypted connections open at once (DoT and DoH together); more are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for RawTls {
@@ -95,6 +97,7 @@ impl Default for RawTls {
             doh_path: "/dns-query".into(),
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }
@@ -467,6 +470,7 @@ pub struct TlsConfig {
     pub doh_path: String,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// Where a list comes from.
@@ -1188,6 +1192,9 @@ fn validate_tls(
             return Err((key.into(), "must be more than zero".into()));
         }
     }
+    if raw.max_connections == 0 {
+        return Err(("tls.max_connections".into(), "must be at least 1".into()));
+    }
     let files = match (raw.certificate.as_str(), raw.key.as_str()) {
         ("", "") if dot_listen.is_empty() && doh_listen.is_empty() => None,
         ("", _) => {
@@ -1219,6 +1226,7 @@ fn validate_tls(
         doh_path: raw.doh_path,
         handshake_timeout: raw.handshake_timeout,
         idle_timeout: raw.idle_timeout,
+        max_connections: raw.max_connections,
     })
 }
 
@@ -1431,6 +1439,7 @@ mod tests {
             ),
             ("[tls]\ndoh_path = \"dns-query\"\n", "tls.doh_path"),
             ("[tls]\nidle_timeout = \"0s\"\n", "tls.idle_timeout"),
+            ("[tls]\nmax_connections = 0\n", "tls.max_connections"),
             (
                 "[server]\nmax_udp_payload = \"big\"\n",
                 "server.max_udp_payload",

@@ -521,6 +521,10 @@ pub struct TlsMetrics {
     pub reloads: IntCounterVec,
     /// notAfter of the leaf certificate in service, as Unix time.
     pub expiry: IntGauge,
+    /// Encrypted connections open now.
+    pub connections: IntGauge,
+    /// Connections closed at once because `tls.max_connections` were open.
+    pub rejected: IntCounter,
 }
 
 impl TlsMetrics {
@@ -536,11 +540,26 @@ impl TlsMetrics {
             "rampart_tls_certificate_expiry_timestamp_seconds",
             "notAfter of the TLS leaf certificate in service, as Unix time.",
         )?;
+        let connections = IntGauge::new(
+            "rampart_tls_connections",
+            "DNS-over-TLS and DNS-over-HTTPS connections open now.",
+        )?;
+        let rejected = IntCounter::new(
+            "rampart_tls_connections_rejected_total",
+            "Encrypted connections closed at once because tls.max_connections were open.",
+        )?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(expiry.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
         for result in ["ok", "error"] {
             reloads.with_label_values(&[result]);
         }
-        Ok(Self { reloads, expiry })
+        Ok(Self {
+            reloads,
+            expiry,
+            connections,
+            rejected,
+        })
     }
 }

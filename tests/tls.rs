@@ -433,6 +433,41 @@ async fn silent_and_idle_connections_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_and_counted() {
+    let h = Hierarchy::start().await;
+    let ca = Ca::new();
+    let s = tls_server_with(&h, &ca.leaf(1, (2031, 1, 1)), "max_connections = 1").await;
+    let (dot_addr, doh_addr) = (running(&s).dot_addrs[0], running(&s).doh_addrs[0]);
+    let q = query_message("www.corp.test.", RecordType::A, true);
+    let mut first = dot_connect(&ca, dot_addr).await;
+    assert_eq!(a_records(&dot_exchange(&mut first, &q).await), vec![WWW_V4]);
+
+    // The limit covers DoT and DoH together.
+    for addr in [dot_addr, doh_addr] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_by_server(&mut tcp).await, "{addr}: over the limit");
+    }
+    let text = s.metrics().await;
+    assert_eq!(
+        metric_sum(&text, "rampart_tls_connections_rejected_total", &[]),
+        2.0
+    );
+    assert_eq!(metric_sum(&text, "rampart_tls_connections", &[]), 1.0);
+    // The first connection is unaffected; once it closes, a new one is accepted.
+    assert_eq!(a_records(&dot_exchange(&mut first, &q).await), vec![WWW_V4]);
+    drop(first);
+    assert!(
+        eventually(|| async {
+            metric_sum(&s.metrics().await, "rampart_tls_connections", &[]) == 0.0
+        })
+        .await
+    );
+    let mut again = dot_connect(&ca, dot_addr).await;
+    assert_eq!(a_records(&dot_exchange(&mut again, &q).await), vec![WWW_V4]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_reload_serves_new_handshakes_and_keeps_open_connections() {
     let h = Hierarchy::start().await;
     let ca = Ca::new();

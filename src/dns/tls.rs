@@ -249,6 +249,8 @@ pub async fn start(
         handshake_timeout: config.handshake_timeout,
         idle_timeout: config.idle_timeout,
         shutdown,
+        slots: Arc::new(Semaphore::new(config.max_connections)),
+        metrics: certs.metrics.clone(),
     };
     let dot = TlsAcceptor::from(server_config(&[b"dot"])?);
     for addr in &config.dot_listen {
@@ -288,6 +290,9 @@ struct Conn {
     handshake_timeout: Duration,
     idle_timeout: Duration,
     shutdown: CancellationToken,
+    /// One permit per open connection (`tls.max_connections`), shared by all listeners.
+    slots: Arc<Semaphore>,
+    metrics: TlsMetrics,
 }
 
 type Tls = tokio_rustls::server::TlsStream<TcpStream>;
@@ -311,15 +316,24 @@ where
                 }
             },
         };
+        let Ok(slot) = conn.slots.clone().try_acquire_owned() else {
+            conn.metrics.rejected.inc();
+            debug!(client = %src, "too many encrypted connections; closing");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let (acceptor, conn, serve) = (acceptor.clone(), conn.clone(), serve.clone());
         let handshake = timeout(conn.handshake_timeout, acceptor.accept(tcp));
         let serving = async move {
+            let metrics = conn.metrics.clone();
+            metrics.connections.inc();
             match handshake.await {
                 Ok(Ok(stream)) => serve(stream, src, conn).await,
                 Ok(Err(e)) => debug!(client = %src, error = %e, "TLS handshake failed"),
                 Err(_) => debug!(client = %src, "TLS handshake timed out"),
             }
+            metrics.connections.dec();
+            drop(slot);
         };
         tokio::spawn(serving);
     }
