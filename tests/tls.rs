@@ -296,6 +296,42 @@ async fn dot_and_doh_answer_like_udp_and_are_labelled_by_protocol() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_answers_pipelined_queries_as_they_complete() {
+    let h = Hierarchy::start().await;
+    let ca = Ca::new();
+    let s = tls_server(&h, &ca.leaf(1, (2031, 1, 1))).await;
+    let mut dot = dot_connect(&ca, running(&s).dot_addrs[0]).await;
+    // A query to a silent authority (SERVFAIL after resolver.timeout), then a quick one, in
+    // one write: the quick answer must not wait behind the slow one (RFC 7858 section 3.3).
+    let slow = query_message("www.slow.test.", RecordType::A, true);
+    let quick = query_message("www.corp.test.", RecordType::A, true);
+    let mut framed = Vec::new();
+    for q in [&slow, &quick] {
+        let bytes = q.to_vec().unwrap();
+        framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&bytes);
+    }
+    dot.write_all(&framed).await.unwrap();
+    let mut read_one = async || {
+        let mut len = [0u8; 2];
+        dot.read_exact(&mut len).await.unwrap();
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        dot.read_exact(&mut buf).await.unwrap();
+        Message::from_vec(&buf).unwrap()
+    };
+    let first = tokio::time::timeout(DEADLINE, read_one()).await.unwrap();
+    assert_eq!(
+        first.metadata.id, quick.metadata.id,
+        "the quick answer comes first"
+    );
+    assert_eq!(a_records(&first), vec![WWW_V4]);
+    let second = tokio::time::timeout(DEADLINE, read_one()).await.unwrap();
+    assert_eq!(second.metadata.id, slow.metadata.id);
+    assert_eq!(second.metadata.response_code, ResponseCode::ServFail);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doh_rejects_bad_requests_with_http_errors() {
     let h = Hierarchy::start().await;
     let ca = Ca::new();
