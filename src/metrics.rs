@@ -532,7 +532,7 @@ impl TlsMetrics {
         let reloads = IntCounterVec::new(
             Opts::new(
                 "rampart_tls_reloads_total",
-                "TLS certificate reloads, by result (ok, error: the old certificate stays).",
+                "TLS certificate loads (start-up and reloads), by result (ok, error: the old one stays).",
             ),
             &["result"],
         )?;
