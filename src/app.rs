@@ -29,7 +29,7 @@ use crate::{
         handler,
         handler::{DnsHandler, SharedHandler},
         packet_cache::PacketCache,
-        udp,
+        tls, udp,
         upstream::Upstream,
     },
     feeds::manager::Feeds,
@@ -43,6 +43,11 @@ pub struct Running {
     pub dns_addrs: Vec<SocketAddr>,
     /// The admin HTTP address, if enabled.
     pub admin_addr: Option<SocketAddr>,
+    /// DNS-over-TLS and DNS-over-HTTPS addresses bound.
+    pub dot_addrs: Vec<SocketAddr>,
+    pub doh_addrs: Vec<SocketAddr>,
+    /// The TLS certificate in service, if an encrypted listener runs.
+    certs: Option<Arc<tls::CertStore>>,
     pub metrics: Metrics,
     pub policy: Arc<ArcSwap<Snapshot>>,
     /// The list updater (SIGHUP asks it to check every source).
@@ -135,6 +140,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let serving = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
 
+    let encrypted = tls::start(&config.tls, handler.clone(), &metrics, shutdown.clone()).await?;
+    tasks.extend(encrypted.tasks);
+
     let admin_addr = match config.admin_listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -218,6 +226,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         dns_addrs,
         admin_addr,
+        dot_addrs: encrypted.dot_addrs,
+        doh_addrs: encrypted.doh_addrs,
+        certs: encrypted.certs,
         metrics,
         policy,
         feeds,
@@ -235,6 +246,16 @@ impl Running {
     pub fn reload(&self, config: &Config) {
         let _ = config;
         self.feeds.trigger_all();
+    }
+
+    /// Re-read the TLS certificate and key (SIGHUP). New connections get the new certificate,
+    /// open ones keep theirs; on error the old one stays in service. Without encrypted
+    /// listeners there is nothing to do.
+    pub fn reload_tls(&self) -> anyhow::Result<()> {
+        match &self.certs {
+            Some(certs) => certs.reload(),
+            None => Ok(()),
+        }
     }
 
     /// Stop serving, draining: health turns red, the listeners stop accepting new queries,

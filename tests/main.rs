@@ -11,5 +11,6 @@ mod metrics;
 mod process;
 mod resolve;
 mod rpz;
+mod tls;
 mod xfr;
 mod zone_transfer;
