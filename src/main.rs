@@ -201,16 +201,23 @@ async fn wait_for_stop(running: &app::Running, path: &std::path::Path) {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = term.recv() => return,
-                _ = hup.recv() => match Config::load(path) {
-                    Ok(config) => {
-                        tracing::info!(config = %path.display(), "SIGHUP: config reloaded; checking every list's source now");
-                        running.reload(&config);
+                _ = hup.recv() => {
+                    match Config::load(path) {
+                        Ok(config) => {
+                            tracing::info!(config = %path.display(), "SIGHUP: config reloaded; checking every list's source now");
+                            running.reload(&config);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: the config has errors; keeping the running one");
+                            running.feeds.trigger_all();
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "SIGHUP: the config has errors; keeping the running one");
-                        running.feeds.trigger_all();
+                    // The certificate is read again whatever became of the config (a renewed
+                    // certificate must not wait on an unrelated config fix).
+                    if let Err(e) = running.reload_tls() {
+                        tracing::error!(error = %e, "SIGHUP: keeping the previous TLS certificate");
                     }
-                },
+                }
             }
         }
     }
