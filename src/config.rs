@@ -136,6 +136,10 @@ pub struct RawResolver {
     /// Deadline for resolving one query upstream; past it the client gets SERVFAIL.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Upstream resolutions in flight at once; more are answered at once (stale or SERVFAIL).
+    pub max_outstanding: usize,
+    /// Upstream resolutions in flight at once for one client address.
+    pub max_outstanding_per_client: usize,
     pub recursive: RawRecursive,
     pub forward: RawForward,
 }
@@ -145,6 +149,8 @@ impl Default for RawResolver {
         Self {
             mode: "recursive".into(),
             timeout: Duration::from_secs(5),
+            max_outstanding: 10_000,
+            max_outstanding_per_client: 100,
             recursive: RawRecursive::default(),
             forward: RawForward::default(),
         }
@@ -213,6 +219,13 @@ pub struct RawCache {
     pub negative_ttl: Duration,
     /// Most ready UDP responses kept by the fast path (0 disables it).
     pub packet_size: usize,
+    /// How long expired answers are kept to be served when upstreams fail (RFC 8767; 0s: off).
+    #[serde(with = "humantime_serde")]
+    pub serve_stale: Duration,
+    /// TTL of stale answers, and how long after a failed refresh a stale answer is served
+    /// without asking upstream again.
+    #[serde(with = "humantime_serde")]
+    pub stale_ttl: Duration,
 }
 
 impl Default for RawCache {
@@ -223,6 +236,8 @@ impl Default for RawCache {
             max_ttl: Duration::from_secs(86_400),
             negative_ttl: Duration::from_secs(3_600),
             packet_size: 100_000,
+            serve_stale: Duration::from_secs(86_400),
+            stale_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -455,6 +470,10 @@ pub struct GroupConfig {
 pub struct ResolverConfig {
     pub mode: ResolverMode,
     pub timeout: Duration,
+    /// Upstream resolutions in flight at once (at least 1).
+    pub max_outstanding: usize,
+    /// ...and for one client address (at least 1).
+    pub max_outstanding_per_client: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -489,6 +508,10 @@ pub struct CacheConfig {
     pub min_ttl: u32,
     pub max_ttl: u32,
     pub negative_ttl: u32,
+    /// Expired answers are kept this long to be served when upstreams fail (zero: never).
+    pub serve_stale: Duration,
+    /// TTL of stale answers (at least 1).
+    pub stale_ttl: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -694,6 +717,17 @@ impl RawConfig {
         if r.timeout.is_zero() {
             return Err(invalid("resolver.timeout", "must be more than zero".into()));
         }
+        for (key, value) in [
+            ("resolver.max_outstanding", r.max_outstanding),
+            (
+                "resolver.max_outstanding_per_client",
+                r.max_outstanding_per_client,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
         let mode = match r.mode.as_str() {
             "recursive" => {
                 let rr = &r.recursive;
@@ -798,7 +832,12 @@ impl RawConfig {
             min_ttl: secs("cache.min_ttl", c.min_ttl)?,
             max_ttl: secs("cache.max_ttl", c.max_ttl)?,
             negative_ttl: secs("cache.negative_ttl", c.negative_ttl)?,
+            serve_stale: c.serve_stale,
+            stale_ttl: secs("cache.stale_ttl", c.stale_ttl)?,
         };
+        if cache.stale_ttl == 0 {
+            return Err(invalid("cache.stale_ttl", "must be at least 1s".into()));
+        }
         if cache.min_ttl > cache.max_ttl {
             return Err(invalid(
                 "cache.min_ttl",
@@ -1065,6 +1104,8 @@ impl RawConfig {
             resolver: ResolverConfig {
                 mode,
                 timeout: r.timeout,
+                max_outstanding: r.max_outstanding,
+                max_outstanding_per_client: r.max_outstanding_per_client,
             },
             cache,
             block,
@@ -1275,6 +1316,11 @@ mod tests {
                 "cache.min_ttl",
             ),
             ("[block]\nipv6 = \"1.2.3.4\"\n", "block.ipv6"),
+            ("[cache]\nstale_ttl = \"0s\"\n", "cache.stale_ttl"),
+            (
+                "[resolver]\nmax_outstanding_per_client = 0\n",
+                "resolver.max_outstanding_per_client",
+            ),
             ("[admin]\nlisten = \"9153\"\n", "admin.listen"),
             (
                 "[server]\nmax_udp_payload = \"big\"\n",

@@ -10,5 +10,6 @@ mod lists_stats;
 mod metrics;
 mod resolve;
 mod rpz;
+mod stale;
 mod xfr;
 mod zone_transfer;

@@ -11,7 +11,7 @@
 //! Every path ends in one `Outcome`, which the metrics read once at the end.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -31,9 +31,9 @@ use tracing::{debug, info};
 
 use super::{
     answer,
-    cache::{Answer, Cache},
+    cache::{Answer, Cache, Lookup},
     packet_cache::{PacketCache, Tally},
-    upstream::Upstream,
+    upstream::{Upstream, UpstreamError},
     wire,
 };
 use crate::{
@@ -131,7 +131,7 @@ type Built<'q, 'a> = MessageResponse<
 #[derive(Debug, Default)]
 pub struct Notes {
     /// The answer depends on more than the packet-cache key (a log-only match must be logged
-    /// on every query).
+    /// on every query), or must not be served again from it (a stale answer).
     pub uncacheable: bool,
     pub blocked_by: Option<usize>,
     pub allowed_by: Option<usize>,
@@ -388,6 +388,7 @@ impl DnsHandler {
             qtype,
             qclass,
             udp,
+            client,
         };
         let mut check_answer = true;
         match evaluation.decision {
@@ -409,16 +410,11 @@ impl DnsHandler {
         }
 
         // Cache, then upstream.
-        let lower = query.name();
-        let (answer, outcome) = match self.cache.get(lower, qtype, qclass) {
-            Some(hit) => (hit, Outcome::CacheHit),
-            None => match self.resolve(lower, qtype, qclass).await {
-                Ok(answer) => (answer, Outcome::Allowed),
-                Err(e) => {
-                    debug!(name = %qname, %qtype, error = %e, "upstream failed");
-                    return (Reply::empty(ResponseCode::ServFail), Outcome::ServFail);
-                }
-            },
+        let Ok((answer, outcome)) = self
+            .lookup(query.name(), qtype, qclass, client, notes)
+            .await
+        else {
+            return (Reply::empty(ResponseCode::ServFail), Outcome::ServFail);
         };
 
         // Policy, answer phase: CNAME targets and answer addresses. Runs on cached answers
@@ -435,21 +431,72 @@ impl DnsHandler {
         (Reply::from(answer), outcome)
     }
 
-    /// Cache miss: ask upstream, store the answer.
+    /// The answer from the cache, else from upstream; when upstream fails (or its limits are
+    /// reached) an expired answer inside the serve-stale window is served instead (RFC 8767).
+    async fn lookup(
+        &self,
+        lower: &LowerName,
+        qtype: RecordType,
+        qclass: DNSClass,
+        client: IpAddr,
+        notes: &mut Notes,
+    ) -> Result<(Answer, Outcome), UpstreamError> {
+        let stale = match self.cache.lookup(lower, qtype, qclass) {
+            Lookup::Fresh(hit) => return Ok((hit, Outcome::CacheHit)),
+            // A refresh failed moments ago: do not make this client wait for another.
+            Lookup::Stale {
+                answer,
+                refresh: false,
+            } => return Ok(self.serve_stale(answer, notes)),
+            Lookup::Stale { answer, .. } => Some(answer),
+            Lookup::Miss => None,
+        };
+        match self.resolve(lower, qtype, qclass, client).await {
+            Ok(answer) => Ok((answer, Outcome::Allowed)),
+            Err(e) => {
+                debug!(name = %lower, %qtype, error = %e, stale = stale.is_some(), "upstream failed");
+                let Some(answer) = stale else {
+                    return Err(e);
+                };
+                if !matches!(e, UpstreamError::Limited(_)) {
+                    self.cache.refresh_failed(lower, qtype, qclass);
+                }
+                Ok(self.serve_stale(answer, notes))
+            }
+        }
+    }
+
+    /// A stale answer: counted, and kept out of the packet cache.
+    fn serve_stale(&self, answer: Answer, notes: &mut Notes) -> (Answer, Outcome) {
+        notes.uncacheable = true;
+        self.metrics.upstream_bounds.stale_answers.inc();
+        (answer, Outcome::CacheHit)
+    }
+
+    /// Cache miss: ask upstream (within the bounds on resolutions in flight), store the answer.
     async fn resolve(
         &self,
         lower: &LowerName,
         qtype: RecordType,
         qclass: DNSClass,
-    ) -> Result<Answer, super::upstream::UpstreamError> {
+        client: IpAddr,
+    ) -> Result<Answer, UpstreamError> {
+        let bounds = &self.metrics.upstream_bounds;
+        let _permit = match self.upstream.admit(client, &bounds.outstanding) {
+            Ok(permit) => permit,
+            Err(scope) => {
+                bounds.limited(scope.label());
+                return Err(UpstreamError::Limited(scope));
+            }
+        };
         let mut upstream_query = Query::query(Name::from(lower.clone()), qtype);
         upstream_query.set_query_class(qclass);
         let started = Instant::now();
-        let result = self.upstream.resolve(upstream_query).await;
+        let mut result = self.upstream.resolve(upstream_query).await;
         self.metrics
             .upstream_duration
             .observe(started.elapsed().as_secs_f64());
-        match &result {
+        match &mut result {
             Ok(answer) => {
                 self.cache.insert(lower, qtype, qclass, answer);
                 self.metrics.cache_entries.set(self.cache.len() as i64);
@@ -497,6 +544,7 @@ impl DnsHandler {
             canonical,
             qtype,
             qclass,
+            client,
             ..
         } = *q;
         if let Some(list) = snapshot.list(m) {
@@ -522,12 +570,8 @@ impl DnsHandler {
         let mut reply = Reply::from(synthesized);
         if let Some(target) = target {
             let lower = LowerName::from(&target);
-            let resolved = match self.cache.get(&lower, qtype, qclass) {
-                Some(hit) => Ok(hit),
-                None => self.resolve(&lower, qtype, qclass).await,
-            };
-            match resolved {
-                Ok(a) => {
+            match self.lookup(&lower, qtype, qclass, client, notes).await {
+                Ok((a, _)) => {
                     reply.rcode = a.rcode;
                     reply.answers.extend(a.answers);
                     if reply.answers.len() == 1 {
@@ -591,6 +635,7 @@ struct Question<'a> {
     qtype: RecordType,
     qclass: DNSClass,
     udp: bool,
+    client: IpAddr,
 }
 
 /// How often the cache is swept of expired entries.

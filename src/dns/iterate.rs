@@ -474,6 +474,10 @@ impl Inner {
         let now = Instant::now();
         if self.penalised.len() >= MAX_PENALISED {
             self.penalised.retain(|_, t| *t > now);
+            if self.penalised.len() >= MAX_PENALISED {
+                // All recent: forget them rather than grow (they are only an ordering hint).
+                self.penalised.clear();
+            }
         }
         self.penalised.insert(ip, now + PENALTY);
     }
