@@ -226,6 +226,10 @@ pub struct RawCache {
     /// without asking upstream again.
     #[serde(with = "humantime_serde")]
     pub stale_ttl: Duration,
+    /// Serve the stale answer if a refresh takes longer than this, and let the refresh finish
+    /// in the background (RFC 8767 client response timer; 0s: wait for the resolver deadline).
+    #[serde(with = "humantime_serde")]
+    pub stale_answer_after: Duration,
 }
 
 impl Default for RawCache {
@@ -238,6 +242,7 @@ impl Default for RawCache {
             packet_size: 100_000,
             serve_stale: Duration::from_secs(86_400),
             stale_ttl: Duration::from_secs(30),
+            stale_answer_after: Duration::ZERO,
         }
     }
 }
@@ -512,6 +517,9 @@ pub struct CacheConfig {
     pub serve_stale: Duration,
     /// TTL of stale answers (at least 1).
     pub stale_ttl: u32,
+    /// Refreshes of expired entries wait at most this long before the stale copy is served
+    /// (zero: the resolver deadline).
+    pub stale_answer_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -834,6 +842,7 @@ impl RawConfig {
             negative_ttl: secs("cache.negative_ttl", c.negative_ttl)?,
             serve_stale: c.serve_stale,
             stale_ttl: secs("cache.stale_ttl", c.stale_ttl)?,
+            stale_answer_after: c.stale_answer_after,
         };
         if cache.stale_ttl == 0 {
             return Err(invalid("cache.stale_ttl", "must be at least 1s".into()));

@@ -101,6 +101,12 @@ impl Cache {
         self.map.is_empty()
     }
 
+    /// How long a refresh of an expired entry may keep the client waiting (zero: until the
+    /// resolver deadline).
+    pub fn stale_answer_after(&self) -> Duration {
+        self.config.stale_answer_after
+    }
+
     /// A fresh copy of the cached answer with TTLs reduced by the time it has been held.
     pub fn get(&self, name: &LowerName, rtype: RecordType, class: DNSClass) -> Option<Answer> {
         match self.lookup(name, rtype, class) {
@@ -288,6 +294,7 @@ mod tests {
             negative_ttl: 300,
             serve_stale: Duration::from_secs(600),
             stale_ttl: 30,
+            stale_answer_after: Duration::ZERO,
         }
     }
 

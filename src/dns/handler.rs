@@ -33,7 +33,7 @@ use super::{
     answer,
     cache::{Answer, Cache, Lookup},
     packet_cache::{PacketCache, Tally},
-    upstream::{Upstream, UpstreamError},
+    upstream::{Permit, Upstream, UpstreamError},
     wire,
 };
 use crate::{
@@ -451,7 +451,13 @@ impl DnsHandler {
             Lookup::Stale { answer, .. } => Some(answer),
             Lookup::Miss => None,
         };
-        match self.resolve(lower, qtype, qclass, client).await {
+        let after = self.cache.stale_answer_after();
+        let result = if stale.is_some() && !after.is_zero() && after < self.upstream.deadline() {
+            self.refresh(lower, qtype, qclass, client, after).await
+        } else {
+            self.resolve(lower, qtype, qclass, client).await
+        };
+        match result {
             Ok(answer) => Ok((answer, Outcome::Allowed)),
             Err(e) => {
                 debug!(name = %lower, %qtype, error = %e, stale = stale.is_some(), "upstream failed");
@@ -481,34 +487,61 @@ impl DnsHandler {
         qclass: DNSClass,
         client: IpAddr,
     ) -> Result<Answer, UpstreamError> {
+        let _permit = self.admit(client)?;
+        fetch(
+            &self.upstream,
+            &self.cache,
+            &self.metrics,
+            lower,
+            qtype,
+            qclass,
+        )
+        .await
+    }
+
+    /// A slot for one upstream resolution, or the bound that refuses it (counted).
+    fn admit(&self, client: IpAddr) -> Result<Permit, UpstreamError> {
         let bounds = &self.metrics.upstream_bounds;
-        let _permit = match self.upstream.admit(client, &bounds.outstanding) {
-            Ok(permit) => permit,
-            Err(scope) => {
+        self.upstream
+            .admit(client, &bounds.outstanding)
+            .map_err(|scope| {
                 bounds.limited(scope.label());
-                return Err(UpstreamError::Limited(scope));
+                UpstreamError::Limited(scope)
+            })
+    }
+
+    /// Refresh an expired entry, but wait no longer than `after` (RFC 8767's client response
+    /// timer): past it the caller serves the stale copy ([`UpstreamError::Timeout`]) while the
+    /// refresh goes on in its own task, which holds its slot among the outstanding
+    /// resolutions and ends by the resolver deadline.
+    async fn refresh(
+        &self,
+        lower: &LowerName,
+        qtype: RecordType,
+        qclass: DNSClass,
+        client: IpAddr,
+        after: Duration,
+    ) -> Result<Answer, UpstreamError> {
+        let permit = self.admit(client)?;
+        let (upstream, cache, metrics, lower) = (
+            self.upstream.clone(),
+            self.cache.clone(),
+            self.metrics.clone(),
+            lower.clone(),
+        );
+        let mut task = tokio::spawn(async move {
+            let _permit = permit;
+            let result = fetch(&upstream, &cache, &metrics, &lower, qtype, qclass).await;
+            if result.is_err() {
+                cache.refresh_failed(&lower, qtype, qclass);
             }
-        };
-        let mut upstream_query = Query::query(Name::from(lower.clone()), qtype);
-        upstream_query.set_query_class(qclass);
-        let started = Instant::now();
-        let mut result = self.upstream.resolve(upstream_query).await;
-        self.metrics
-            .upstream_duration
-            .observe(started.elapsed().as_secs_f64());
-        match &mut result {
-            Ok(answer) => {
-                self.cache.insert(lower, qtype, qclass, answer);
-                self.metrics.cache_entries.set(self.cache.len() as i64);
-            }
-            Err(e) => {
-                self.metrics
-                    .upstream_errors
-                    .with_label_values(&[e.reason()])
-                    .inc();
-            }
+            result
+        });
+        match tokio::time::timeout(after, &mut task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(UpstreamError::Failed(e.to_string())),
+            Err(_) => Err(UpstreamError::Timeout(after)),
         }
-        result
     }
 
     /// Apply a block decision: the rewritten reply, or None when the rule does not bite here
@@ -625,6 +658,37 @@ impl DnsHandler {
             );
         }
     }
+}
+
+/// Resolve a cache miss upstream and store the answer.
+async fn fetch(
+    upstream: &Upstream,
+    cache: &Cache,
+    metrics: &Metrics,
+    lower: &LowerName,
+    qtype: RecordType,
+    qclass: DNSClass,
+) -> Result<Answer, UpstreamError> {
+    let mut upstream_query = Query::query(Name::from(lower.clone()), qtype);
+    upstream_query.set_query_class(qclass);
+    let started = Instant::now();
+    let mut result = upstream.resolve(upstream_query).await;
+    metrics
+        .upstream_duration
+        .observe(started.elapsed().as_secs_f64());
+    match &mut result {
+        Ok(answer) => {
+            cache.insert(lower, qtype, qclass, answer);
+            metrics.cache_entries.set(cache.len() as i64);
+        }
+        Err(e) => {
+            metrics
+                .upstream_errors
+                .with_label_values(&[e.reason()])
+                .inc();
+        }
+    }
+    result
 }
 
 /// The question being answered, as the rewriting steps need it.

@@ -93,13 +93,13 @@ struct Outstanding {
 
 /// One admitted resolution; dropping it (when the resolution ends or is abandoned) frees its
 /// slots.
-pub struct Permit<'a> {
-    owner: &'a Outstanding,
+pub struct Permit {
+    owner: Arc<Outstanding>,
     client: IpAddr,
     gauge: IntGauge,
 }
 
-impl Drop for Permit<'_> {
+impl Drop for Permit {
     fn drop(&mut self) {
         if let dashmap::Entry::Occupied(mut e) = self.owner.clients.entry(self.client) {
             if *e.get() <= 1 {
@@ -125,7 +125,7 @@ impl Outstanding {
 
     /// The client's own bound is checked first, so a client over it is told so even when
     /// the global bound is reached too.
-    fn admit(&self, client: IpAddr, gauge: &IntGauge) -> Result<Permit<'_>, Limited> {
+    fn admit(self: &Arc<Self>, client: IpAddr, gauge: &IntGauge) -> Result<Permit, Limited> {
         let global = || {
             if self.total.fetch_add(1, Ordering::AcqRel) >= self.max {
                 self.total.fetch_sub(1, Ordering::AcqRel);
@@ -149,7 +149,7 @@ impl Outstanding {
         }
         gauge.inc();
         Ok(Permit {
-            owner: self,
+            owner: self.clone(),
             client,
             gauge: gauge.clone(),
         })
@@ -230,17 +230,23 @@ enum Mode {
     Forward(NameServerPool<TokioRuntimeProvider>),
 }
 
-/// Resolves cache misses.
+/// Resolves cache misses. Cheap to clone (shared inside), so a refresh can outlive the query
+/// that started it.
+#[derive(Clone)]
 pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     mode: Mode,
     deadline: Duration,
-    outstanding: Outstanding,
+    outstanding: Arc<Outstanding>,
 }
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.inner.deadline)
             .finish()
     }
 }
@@ -293,38 +299,46 @@ impl Upstream {
             }
         };
         Ok(Self {
-            mode,
-            deadline: config.timeout,
-            outstanding: Outstanding::new(
-                config.max_outstanding,
-                config.max_outstanding_per_client,
-            ),
+            inner: Arc::new(Inner {
+                mode,
+                deadline: config.timeout,
+                outstanding: Arc::new(Outstanding::new(
+                    config.max_outstanding,
+                    config.max_outstanding_per_client,
+                )),
+            }),
         })
     }
 
     /// A slot for one resolution for `client`, or the bound that refuses it. `gauge` follows
     /// the number in flight.
-    pub fn admit(&self, client: IpAddr, gauge: &IntGauge) -> Result<Permit<'_>, Limited> {
-        self.outstanding.admit(client, gauge)
+    pub fn admit(&self, client: IpAddr, gauge: &IntGauge) -> Result<Permit, Limited> {
+        self.inner.outstanding.admit(client, gauge)
     }
 
     /// Resolutions in flight.
     pub fn outstanding(&self) -> usize {
-        self.outstanding.total.load(Ordering::Acquire)
+        self.inner.outstanding.total.load(Ordering::Acquire)
+    }
+
+    /// The deadline of one resolution (`resolver.timeout`).
+    pub fn deadline(&self) -> Duration {
+        self.inner.deadline
     }
 
     /// Resolve one question within the deadline.
     pub async fn resolve(&self, query: Query) -> Result<Answer, UpstreamError> {
-        match tokio::time::timeout(self.deadline, self.resolve_inner(query)).await {
+        let deadline = self.inner.deadline;
+        match tokio::time::timeout(deadline, self.resolve_inner(query)).await {
             Ok(result) => result,
-            Err(_) => Err(UpstreamError::Timeout(self.deadline)),
+            Err(_) => Err(UpstreamError::Timeout(deadline)),
         }
     }
 
     async fn resolve_inner(&self, query: Query) -> Result<Answer, UpstreamError> {
-        match &self.mode {
+        match &self.inner.mode {
             Mode::Recursive(iterative) => iterative.resolve(&query).await.map_err(|e| match e {
-                IterError::Timeout => UpstreamError::Timeout(self.deadline),
+                IterError::Timeout => UpstreamError::Timeout(self.inner.deadline),
                 IterError::Failed(s) => UpstreamError::Failed(s),
             }),
             Mode::Forward(pool) => {
@@ -404,7 +418,7 @@ mod tests {
 
     #[test]
     fn outstanding_is_bounded_globally_and_per_client() {
-        let o = Outstanding::new(3, 2);
+        let o = Arc::new(Outstanding::new(3, 2));
         let gauge = IntGauge::new("g", "g").unwrap();
         let (a, b, c) = (
             IpAddr::from([192, 0, 2, 1]),
