@@ -449,7 +449,7 @@ mod tests {
             "the five stale entries went, the live ones stayed"
         );
         for i in 5..10 {
-            let n = LowerName::from(Name::from_ascii(&format!("h{i}.example.")).unwrap());
+            let n = LowerName::from(Name::from_ascii(format!("h{i}.example.")).unwrap());
             assert!(c.get(&n, RecordType::A, DNSClass::IN).is_some());
         }
     }

@@ -6,7 +6,9 @@
 //!    has to handle odd requests.
 //! 2. **Policy** before the cache: a list update must take effect at once, not after cached
 //!    answers for a newly blocked name expire. Allow beats block.
-//! 3. **Cache**, then **upstream** under the configured deadline; failures become SERVFAIL.
+//! 3. **Cache**, then **upstream** under the configured deadline and within the bounds on
+//!    resolutions in flight; failures (and queries over a bound) get the expired cached answer
+//!    if there is one (serve-stale, RFC 8767; never stored in the packet cache), else SERVFAIL.
 //!
 //! Every path ends in one `Outcome`, which the metrics read once at the end.
 
