@@ -60,6 +60,46 @@ pub struct RawConfig {
     pub groups: Vec<RawGroup>,
     /// Where the last good copy of every list is kept.
     pub state: RawState,
+    /// Encrypted listeners: DNS over TLS and DNS over HTTPS.
+    pub tls: RawTls,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// PEM certificate chain, leaf first (relative to the config file's folder).
+    pub certificate: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
+    pub key: String,
+    /// DNS-over-TLS (RFC 7858) addresses, typically `"[::]:853"`. Empty: off.
+    pub dot_listen: Vec<String>,
+    /// DNS-over-HTTPS (RFC 8484) addresses, typically `"[::]:443"`. Empty: off.
+    pub doh_listen: Vec<String>,
+    /// The DoH URL path.
+    pub doh_path: String,
+    /// A client that has not finished the TLS handshake by then is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// An encrypted connection with no query for this long (and none in progress) is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most encrypted connections open at once (DoT and DoH together); more are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        Self {
+            certificate: String::new(),
+            key: String::new(),
+            dot_listen: Vec::new(),
+            doh_listen: Vec::new(),
+            doh_path: "/dns-query".into(),
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +153,14 @@ pub struct RawServer {
     /// Receive and send buffer of each UDP socket, in bytes (the kernel may cap it at
     /// net.core.rmem_max / wmem_max).
     pub udp_buffer: usize,
+    /// After binding its sockets as root, switch to this user (empty: stay as started). The
+    /// state folder is handed to that user first.
+    pub user: String,
+    /// Group to switch to with `user` (empty: the user's primary group).
+    pub group: String,
+    /// On SIGTERM, stop accepting and give queries in flight this long to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for RawServer {
@@ -124,6 +172,9 @@ impl Default for RawServer {
             workers: 0,
             fast_path: true,
             udp_buffer: 4 << 20,
+            user: String::new(),
+            group: String::new(),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -412,6 +463,9 @@ pub struct Config {
     pub workers: usize,
     pub fast_path: bool,
     pub udp_buffer: usize,
+    /// User (and group) to run as after binding; None: stay as started.
+    pub run_as: Option<(String, Option<String>)>,
+    pub shutdown_grace: Duration,
     pub resolver: ResolverConfig,
     pub cache: CacheConfig,
     pub block: BlockConfig,
@@ -423,6 +477,20 @@ pub struct Config {
     pub lists: Vec<ListConfig>,
     /// Client groups; `groups[0]` is the default group.
     pub groups: Vec<GroupConfig>,
+    pub tls: TlsConfig,
+}
+
+/// The encrypted listeners, validated (the certificate and key were loaded once).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate chain and key files; None when no encrypted listener is configured.
+    pub files: Option<crate::dns::tls::CertFiles>,
+    pub dot_listen: Vec<SocketAddr>,
+    pub doh_listen: Vec<SocketAddr>,
+    pub doh_path: String,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// Where a list comes from.
@@ -712,6 +780,12 @@ impl RawConfig {
             return Err(invalid(
                 "server.workers",
                 format!("{} is more than 1024", self.server.workers),
+            ));
+        }
+        if !self.server.group.is_empty() && self.server.user.is_empty() {
+            return Err(invalid(
+                "server.group",
+                "is set without server.user; set both, or neither".into(),
             ));
         }
         if self.server.tcp_idle_timeout.is_zero() {
@@ -1098,6 +1172,7 @@ impl RawConfig {
         }
 
         let groups = validate_groups(self.groups, &lists).map_err(|(k, m)| invalid(&k, m))?;
+        let tls = validate_tls(self.tls, &resolve).map_err(|(k, m)| invalid(&k, m))?;
 
         Ok(Config {
             source: path.to_owned(),
@@ -1110,6 +1185,10 @@ impl RawConfig {
             },
             fast_path: self.server.fast_path,
             udp_buffer: self.server.udp_buffer,
+            run_as: Some(self.server.user)
+                .filter(|u| !u.is_empty())
+                .map(|u| (u, Some(self.server.group).filter(|g| !g.is_empty()))),
+            shutdown_grace: self.server.shutdown_grace,
             resolver: ResolverConfig {
                 mode,
                 timeout: r.timeout,
@@ -1123,8 +1202,82 @@ impl RawConfig {
             state_dir: resolve(&self.state.dir),
             lists,
             groups,
+            tls,
         })
     }
+}
+
+/// `[tls]`: addresses parse, timeouts are positive, and when a listener is configured the
+/// certificate and key load and belong together.
+fn validate_tls(
+    raw: RawTls,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<TlsConfig, (String, String)> {
+    let addrs = |key: &str, list: &[String]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.parse::<SocketAddr>().map_err(|_| {
+                    (
+                        format!("tls.{key}[{i}]"),
+                        format!("`{a}` is not an address with port, like [::]:853"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let dot_listen = addrs("dot_listen", &raw.dot_listen)?;
+    let doh_listen = addrs("doh_listen", &raw.doh_listen)?;
+    if !raw.doh_path.starts_with('/') {
+        return Err((
+            "tls.doh_path".into(),
+            format!("`{}` must start with /", raw.doh_path),
+        ));
+    }
+    for (key, d) in [
+        ("tls.handshake_timeout", raw.handshake_timeout),
+        ("tls.idle_timeout", raw.idle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err((key.into(), "must be more than zero".into()));
+        }
+    }
+    if raw.max_connections == 0 {
+        return Err(("tls.max_connections".into(), "must be at least 1".into()));
+    }
+    let files = match (raw.certificate.as_str(), raw.key.as_str()) {
+        ("", "") if dot_listen.is_empty() && doh_listen.is_empty() => None,
+        ("", _) => {
+            return Err((
+                "tls.certificate".into(),
+                "DoT/DoH listeners need a certificate and key (set tls.certificate and tls.key)"
+                    .into(),
+            ));
+        }
+        (_, "") => {
+            return Err((
+                "tls.key".into(),
+                "a certificate needs its private key (set tls.key)".into(),
+            ));
+        }
+        (cert, key) => {
+            let files = crate::dns::tls::CertFiles {
+                certificate: resolve(cert),
+                key: resolve(key),
+            };
+            files.load().map_err(|e| (e.key.to_string(), e.message))?;
+            Some(files)
+        }
+    };
+    Ok(TlsConfig {
+        files,
+        dot_listen,
+        doh_listen,
+        doh_path: raw.doh_path,
+        handshake_timeout: raw.handshake_timeout,
+        idle_timeout: raw.idle_timeout,
+        max_connections: raw.max_connections,
+    })
 }
 
 fn parse_action(s: &str) -> Result<Action, String> {
@@ -1281,6 +1434,7 @@ mod tests {
         assert_eq!(empty.max_udp_payload, c.max_udp_payload);
         assert_eq!(empty.tcp_idle_timeout, c.tcp_idle_timeout);
         assert_eq!(empty.admin_listen, c.admin_listen);
+        assert_eq!(format!("{:?}", empty.tls), format!("{:?}", c.tls));
         assert!(!c.lists[0].path.to_string_lossy().contains(".."));
     }
 
@@ -1331,6 +1485,16 @@ mod tests {
                 "resolver.max_outstanding_per_client",
             ),
             ("[admin]\nlisten = \"9153\"\n", "admin.listen"),
+            ("[tls]\ndot_listen = [\"853\"]\n", "tls.dot_listen[0]"),
+            ("[tls]\ndoh_listen = [\"[::]:443\"]\n", "tls.certificate"),
+            ("[tls]\ncertificate = \"a.pem\"\n", "tls.key"),
+            (
+                "[tls]\ncertificate = \"nope.pem\"\nkey = \"nope.key\"\n",
+                "tls.certificate",
+            ),
+            ("[tls]\ndoh_path = \"dns-query\"\n", "tls.doh_path"),
+            ("[tls]\nidle_timeout = \"0s\"\n", "tls.idle_timeout"),
+            ("[tls]\nmax_connections = 0\n", "tls.max_connections"),
             (
                 "[server]\nmax_udp_payload = \"big\"\n",
                 "server.max_udp_payload",

@@ -563,3 +563,54 @@ impl UpstreamBounds {
         self.limited.with_label_values(&[scope]).inc();
     }
 }
+
+/// The encrypted listeners' collectors, registered only when a DoT or DoH listener is
+/// configured (so a server without TLS exports no certificate expiry to alert on).
+#[derive(Clone)]
+pub struct TlsMetrics {
+    /// Certificate (re)loads by result ("ok", "error").
+    pub reloads: IntCounterVec,
+    /// notAfter of the leaf certificate in service, as Unix time.
+    pub expiry: IntGauge,
+    /// Encrypted connections open now.
+    pub connections: IntGauge,
+    /// Connections closed at once because `tls.max_connections` were open.
+    pub rejected: IntCounter,
+}
+
+impl TlsMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "rampart_tls_reloads_total",
+                "TLS certificate loads (start-up and reloads), by result (ok, error: the old one stays).",
+            ),
+            &["result"],
+        )?;
+        let expiry = IntGauge::new(
+            "rampart_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the TLS leaf certificate in service, as Unix time.",
+        )?;
+        let connections = IntGauge::new(
+            "rampart_tls_connections",
+            "DNS-over-TLS and DNS-over-HTTPS connections open now.",
+        )?;
+        let rejected = IntCounter::new(
+            "rampart_tls_connections_rejected_total",
+            "Encrypted connections closed at once because tls.max_connections were open.",
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(expiry.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        for result in ["ok", "error"] {
+            reloads.with_label_values(&[result]);
+        }
+        Ok(Self {
+            reloads,
+            expiry,
+            connections,
+            rejected,
+        })
+    }
+}

@@ -111,10 +111,12 @@ impl From<Answer> for Reply {
     }
 }
 
-fn protocol_label(p: Protocol) -> &'static str {
+pub(crate) fn protocol_label(p: Protocol) -> &'static str {
     match p {
         Protocol::Udp => "udp",
         Protocol::Tcp => "tcp",
+        Protocol::Tls => "tls",
+        Protocol::Https => "https",
         _ => "other",
     }
 }
@@ -339,7 +341,7 @@ impl DnsHandler {
 }
 
 /// A header-only error response to a request whose header we could read.
-fn formerr(request: &Header) -> Vec<u8> {
+pub(crate) fn formerr(request: &Header) -> Vec<u8> {
     let mut header = Header {
         metadata: Metadata::response_from_request(&request.metadata),
         counts: HeaderCounts::default(),

@@ -8,6 +8,7 @@ pub mod fast;
 pub mod handler;
 pub mod iterate;
 pub mod packet_cache;
+pub mod tls;
 pub mod udp;
 pub mod upstream;
 pub mod wire;
