@@ -187,6 +187,10 @@ pub struct RawResolver {
     /// Deadline for resolving one query upstream; past it the client gets SERVFAIL.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Upstream resolutions in flight at once; more are answered at once (stale or SERVFAIL).
+    pub max_outstanding: usize,
+    /// Upstream resolutions in flight at once for one client address.
+    pub max_outstanding_per_client: usize,
     pub recursive: RawRecursive,
     pub forward: RawForward,
 }
@@ -196,6 +200,8 @@ impl Default for RawResolver {
         Self {
             mode: "recursive".into(),
             timeout: Duration::from_secs(5),
+            max_outstanding: 10_000,
+            max_outstanding_per_client: 100,
             recursive: RawRecursive::default(),
             forward: RawForward::default(),
         }
@@ -264,6 +270,17 @@ pub struct RawCache {
     pub negative_ttl: Duration,
     /// Most ready UDP responses kept by the fast path (0 disables it).
     pub packet_size: usize,
+    /// How long expired answers are kept to be served when upstreams fail (RFC 8767; 0s: off).
+    #[serde(with = "humantime_serde")]
+    pub serve_stale: Duration,
+    /// TTL of stale answers, and how long after a failed refresh a stale answer is served
+    /// without asking upstream again.
+    #[serde(with = "humantime_serde")]
+    pub stale_ttl: Duration,
+    /// Serve the stale answer if a refresh takes longer than this, and let the refresh finish
+    /// in the background (RFC 8767 client response timer; 0s: wait for the resolver deadline).
+    #[serde(with = "humantime_serde")]
+    pub stale_answer_after: Duration,
 }
 
 impl Default for RawCache {
@@ -274,6 +291,9 @@ impl Default for RawCache {
             max_ttl: Duration::from_secs(86_400),
             negative_ttl: Duration::from_secs(3_600),
             packet_size: 100_000,
+            serve_stale: Duration::from_secs(86_400),
+            stale_ttl: Duration::from_secs(30),
+            stale_answer_after: Duration::ZERO,
         }
     }
 }
@@ -523,6 +543,10 @@ pub struct GroupConfig {
 pub struct ResolverConfig {
     pub mode: ResolverMode,
     pub timeout: Duration,
+    /// Upstream resolutions in flight at once (at least 1).
+    pub max_outstanding: usize,
+    /// ...and for one client address (at least 1).
+    pub max_outstanding_per_client: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -557,6 +581,13 @@ pub struct CacheConfig {
     pub min_ttl: u32,
     pub max_ttl: u32,
     pub negative_ttl: u32,
+    /// Expired answers are kept this long to be served when upstreams fail (zero: never).
+    pub serve_stale: Duration,
+    /// TTL of stale answers (at least 1).
+    pub stale_ttl: u32,
+    /// Refreshes of expired entries wait at most this long before the stale copy is served
+    /// (zero: the resolver deadline).
+    pub stale_answer_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -768,6 +799,17 @@ impl RawConfig {
         if r.timeout.is_zero() {
             return Err(invalid("resolver.timeout", "must be more than zero".into()));
         }
+        for (key, value) in [
+            ("resolver.max_outstanding", r.max_outstanding),
+            (
+                "resolver.max_outstanding_per_client",
+                r.max_outstanding_per_client,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
         let mode = match r.mode.as_str() {
             "recursive" => {
                 let rr = &r.recursive;
@@ -872,7 +914,13 @@ impl RawConfig {
             min_ttl: secs("cache.min_ttl", c.min_ttl)?,
             max_ttl: secs("cache.max_ttl", c.max_ttl)?,
             negative_ttl: secs("cache.negative_ttl", c.negative_ttl)?,
+            serve_stale: c.serve_stale,
+            stale_ttl: secs("cache.stale_ttl", c.stale_ttl)?,
+            stale_answer_after: c.stale_answer_after,
         };
+        if cache.stale_ttl == 0 {
+            return Err(invalid("cache.stale_ttl", "must be at least 1s".into()));
+        }
         if cache.min_ttl > cache.max_ttl {
             return Err(invalid(
                 "cache.min_ttl",
@@ -1144,6 +1192,8 @@ impl RawConfig {
             resolver: ResolverConfig {
                 mode,
                 timeout: r.timeout,
+                max_outstanding: r.max_outstanding,
+                max_outstanding_per_client: r.max_outstanding_per_client,
             },
             cache,
             block,
@@ -1429,6 +1479,11 @@ mod tests {
                 "cache.min_ttl",
             ),
             ("[block]\nipv6 = \"1.2.3.4\"\n", "block.ipv6"),
+            ("[cache]\nstale_ttl = \"0s\"\n", "cache.stale_ttl"),
+            (
+                "[resolver]\nmax_outstanding_per_client = 0\n",
+                "resolver.max_outstanding_per_client",
+            ),
             ("[admin]\nlisten = \"9153\"\n", "admin.listen"),
             ("[tls]\ndot_listen = [\"853\"]\n", "tls.dot_listen[0]"),
             ("[tls]\ndoh_listen = [\"[::]:443\"]\n", "tls.certificate"),

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub notifies: IntCounterVec,
     udp_dropped: IntCounterVec,
     pub packet_cache_entries: IntGauge,
+    /// Serve-stale and the bounds on upstream resolutions.
+    pub upstream_bounds: UpstreamBounds,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -341,6 +343,7 @@ impl Metrics {
         for reason in ["oversized", "overload", "send"] {
             udp_dropped.with_label_values(&[reason]);
         }
+        let upstream_bounds = UpstreamBounds::register(&registry)?;
         Ok(Self {
             registry,
             queries,
@@ -367,6 +370,7 @@ impl Metrics {
             notifies,
             udp_dropped,
             packet_cache_entries,
+            upstream_bounds,
         })
     }
 
@@ -510,6 +514,53 @@ impl Metrics {
             buf.clear();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Serve-stale answers and the bounds on upstream resolutions in flight.
+#[derive(Clone)]
+pub struct UpstreamBounds {
+    /// Stale answers served (RFC 8767).
+    pub stale_answers: IntCounter,
+    /// Upstream resolutions in flight.
+    pub outstanding: IntGauge,
+    limited: IntCounterVec,
+}
+
+impl UpstreamBounds {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let stale_answers = IntCounter::new(
+            "rampart_stale_answers_total",
+            "Expired cached answers served because upstream could not refresh them (RFC 8767).",
+        )?;
+        let outstanding = IntGauge::new(
+            "rampart_upstream_outstanding",
+            "Upstream resolutions (cache misses) in flight.",
+        )?;
+        let limited = IntCounterVec::new(
+            Opts::new(
+                "rampart_upstream_limited_total",
+                "Cache misses not sent upstream because too many were in flight, by scope \
+                 (global: resolver.max_outstanding, client: resolver.max_outstanding_per_client).",
+            ),
+            &["scope"],
+        )?;
+        registry.register(Box::new(stale_answers.clone()))?;
+        registry.register(Box::new(outstanding.clone()))?;
+        registry.register(Box::new(limited.clone()))?;
+        for scope in ["global", "client"] {
+            limited.with_label_values(&[scope]);
+        }
+        Ok(Self {
+            stale_answers,
+            outstanding,
+            limited,
+        })
+    }
+
+    /// A cache miss refused by the `scope` ("global" or "client") bound.
+    pub fn limited(&self, scope: &str) {
+        self.limited.with_label_values(&[scope]).inc();
     }
 }
 

@@ -11,6 +11,7 @@ mod metrics;
 mod process;
 mod resolve;
 mod rpz;
+mod stale;
 mod tls;
 mod xfr;
 mod zone_transfer;
