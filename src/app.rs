@@ -30,7 +30,7 @@ use crate::{
         handler::{DnsHandler, SharedHandler},
         limits::Limits,
         packet_cache::PacketCache,
-        tcp, udp,
+        tcp, tls, udp,
         upstream::Upstream,
     },
     feeds::manager::Feeds,
@@ -44,6 +44,11 @@ pub struct Running {
     pub dns_addrs: Vec<SocketAddr>,
     /// The admin HTTP address, if enabled.
     pub admin_addr: Option<SocketAddr>,
+    /// DNS-over-TLS and DNS-over-HTTPS addresses bound.
+    pub dot_addrs: Vec<SocketAddr>,
+    pub doh_addrs: Vec<SocketAddr>,
+    /// The TLS certificate in service, if an encrypted listener runs.
+    certs: Option<Arc<tls::CertStore>>,
     pub metrics: Metrics,
     pub policy: Arc<ArcSwap<Snapshot>>,
     /// The list updater (SIGHUP asks it to check every source).
@@ -53,6 +58,8 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
     workers: Option<udp::Workers>,
     limits: Arc<Limits>,
+    /// How long queries in flight get to finish once shutdown starts.
+    grace: Duration,
 }
 
 impl std::fmt::Debug for Running {
@@ -139,6 +146,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let serving = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
 
+    let encrypted = tls::start(&config.tls, handler.clone(), &metrics, shutdown.clone()).await?;
+    tasks.extend(encrypted.tasks);
+
     let admin_addr = match config.admin_listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -163,17 +173,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
 
+    let grace = config.shutdown_grace;
     {
         let (token, handler) = (shutdown.clone(), handler.clone());
         let idle = config.tcp_idle_timeout;
         tasks.push(tokio::spawn(async move {
-            // Stop accepting on shutdown; in-flight queries get a moment to finish.
+            // Stop accepting on shutdown; queries in flight get the grace period to finish.
             let serving = tcp::serve(tcp_listeners, handler, idle, token.clone());
             tokio::pin!(serving);
             tokio::select! {
                 () = &mut serving => {}
                 () = token.cancelled() => {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+                    let _ = tokio::time::timeout(grace, serving).await;
                 }
             }
         }));
@@ -183,8 +194,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks.push(tokio::spawn(async move {
             tokio::select! {
                 _ = token.cancelled() => {
-                    // Stop accepting and give in-flight queries a moment to finish.
-                    let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown_gracefully()).await;
+                    // Stop accepting and give in-flight queries the grace period to finish.
+                    let _ = tokio::time::timeout(grace, server.shutdown_gracefully()).await;
                 }
                 result = server.block_until_done() => {
                     if let Err(e) = result {
@@ -240,6 +251,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         dns_addrs,
         admin_addr,
+        dot_addrs: encrypted.dot_addrs,
+        doh_addrs: encrypted.doh_addrs,
+        certs: encrypted.certs,
         metrics,
         policy,
         feeds,
@@ -248,6 +262,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks,
         workers: Some(workers),
         limits: handler.limits.clone(),
+        grace,
     })
 }
 
@@ -259,13 +274,45 @@ impl Running {
         info!("access control and rate limits reloaded");
     }
 
-    /// Stop serving: listeners close, in-flight queries get a short grace period.
+    /// Apply a reloaded configuration (SIGHUP): access control, rate limits and TCP limits
+    /// change at once and every list's source is checked now. Settings that need new sockets
+    /// (listen addresses, workers) take effect at the next restart.
+    pub fn reload(&self, config: &Config) {
+        self.reload_limits(config);
+        self.feeds.trigger_all();
+    }
+
+    /// Re-read the TLS certificate and key (SIGHUP). New connections get the new certificate,
+    /// open ones keep theirs; on error the old one stays in service. Without encrypted
+    /// listeners there is nothing to do.
+    pub fn reload_tls(&self) -> anyhow::Result<()> {
+        match &self.certs {
+            Some(certs) => certs.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// Stop serving, draining: health turns red, the listeners stop accepting new queries,
+    /// and queries already in flight get up to `server.shutdown_grace` to be answered.
     pub async fn shutdown(self) {
         self.serving.store(false, Ordering::Release);
-        if let Some(w) = self.workers {
-            let _ = tokio::task::spawn_blocking(move || w.stop()).await;
-        }
+        let deadline = tokio::time::Instant::now() + self.grace;
         self.shutdown.cancel();
+        if let Some(w) = self.workers
+            && let Ok(in_flight) = tokio::task::spawn_blocking(move || w.stop()).await
+        {
+            // The general path's tasks hold the socket and reply on it; wait for them.
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while in_flight.count() > 0 && tokio::time::Instant::now() < deadline {
+                tick.tick().await;
+            }
+            if in_flight.count() > 0 {
+                warn!(
+                    queries = in_flight.count(),
+                    "shutdown grace period over; unanswered UDP queries dropped"
+                );
+            }
+        }
         for t in self.tasks {
             let _ = t.await;
         }

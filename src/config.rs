@@ -63,9 +63,11 @@ pub struct RawConfig {
     /// Which client networks may query.
     pub access: RawAccess,
     /// Per-client and per-prefix query rate limits (UDP).
-    pub rate_limit: RawRateLimit,
+    pub rate_limit: RateLimitConfig,
     /// Limits of the DNS-over-TCP listener.
-    pub tcp: RawTcp,
+    pub tcp: TcpConfig,
+    /// Encrypted listeners: DNS over TLS and DNS over HTTPS.
+    pub tls: RawTls,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,9 +104,10 @@ impl Default for RawAccess {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `[rate_limit]`, as written and as validated (a qps of 0 turns that bucket off).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawRateLimit {
+pub struct RateLimitConfig {
     /// Queries per second one client address may send over UDP (0: no per-client limit).
     pub client_qps: u32,
     /// Queries a client may send at once before `client_qps` applies.
@@ -124,7 +127,7 @@ pub struct RawRateLimit {
     pub max_tracked: usize,
 }
 
-impl Default for RawRateLimit {
+impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             client_qps: 200,
@@ -139,9 +142,10 @@ impl Default for RawRateLimit {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `[tcp]`, as written and as validated.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawTcp {
+pub struct TcpConfig {
     /// Most open DNS-over-TCP connections in all.
     pub max_connections: usize,
     /// Most open connections from one client address.
@@ -155,7 +159,7 @@ pub struct RawTcp {
     pub message_timeout: Duration,
 }
 
-impl Default for RawTcp {
+impl Default for TcpConfig {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
@@ -163,6 +167,44 @@ impl Default for RawTcp {
             max_queries_per_connection: 1000,
             max_in_flight_per_connection: 16,
             message_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// PEM certificate chain, leaf first (relative to the config file's folder).
+    pub certificate: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
+    pub key: String,
+    /// DNS-over-TLS (RFC 7858) addresses, typically `"[::]:853"`. Empty: off.
+    pub dot_listen: Vec<String>,
+    /// DNS-over-HTTPS (RFC 8484) addresses, typically `"[::]:443"`. Empty: off.
+    pub doh_listen: Vec<String>,
+    /// The DoH URL path.
+    pub doh_path: String,
+    /// A client that has not finished the TLS handshake by then is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// An encrypted connection with no query for this long (and none in progress) is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most encrypted connections open at once (DoT and DoH together); more are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        Self {
+            certificate: String::new(),
+            key: String::new(),
+            dot_listen: Vec::new(),
+            doh_listen: Vec::new(),
+            doh_path: "/dns-query".into(),
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }
@@ -218,6 +260,14 @@ pub struct RawServer {
     /// Receive and send buffer of each UDP socket, in bytes (the kernel may cap it at
     /// net.core.rmem_max / wmem_max).
     pub udp_buffer: usize,
+    /// After binding its sockets as root, switch to this user (empty: stay as started). The
+    /// state folder is handed to that user first.
+    pub user: String,
+    /// Group to switch to with `user` (empty: the user's primary group).
+    pub group: String,
+    /// On SIGTERM, stop accepting and give queries in flight this long to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for RawServer {
@@ -229,6 +279,9 @@ impl Default for RawServer {
             workers: 0,
             fast_path: true,
             udp_buffer: 4 << 20,
+            user: String::new(),
+            group: String::new(),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -241,6 +294,10 @@ pub struct RawResolver {
     /// Deadline for resolving one query upstream; past it the client gets SERVFAIL.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Upstream resolutions in flight at once; more are answered at once (stale or SERVFAIL).
+    pub max_outstanding: usize,
+    /// Upstream resolutions in flight at once for one client address.
+    pub max_outstanding_per_client: usize,
     pub recursive: RawRecursive,
     pub forward: RawForward,
 }
@@ -250,6 +307,8 @@ impl Default for RawResolver {
         Self {
             mode: "recursive".into(),
             timeout: Duration::from_secs(5),
+            max_outstanding: 10_000,
+            max_outstanding_per_client: 100,
             recursive: RawRecursive::default(),
             forward: RawForward::default(),
         }
@@ -318,6 +377,17 @@ pub struct RawCache {
     pub negative_ttl: Duration,
     /// Most ready UDP responses kept by the fast path (0 disables it).
     pub packet_size: usize,
+    /// How long expired answers are kept to be served when upstreams fail (RFC 8767; 0s: off).
+    #[serde(with = "humantime_serde")]
+    pub serve_stale: Duration,
+    /// TTL of stale answers, and how long after a failed refresh a stale answer is served
+    /// without asking upstream again.
+    #[serde(with = "humantime_serde")]
+    pub stale_ttl: Duration,
+    /// Serve the stale answer if a refresh takes longer than this, and let the refresh finish
+    /// in the background (RFC 8767 client response timer; 0s: wait for the resolver deadline).
+    #[serde(with = "humantime_serde")]
+    pub stale_answer_after: Duration,
 }
 
 impl Default for RawCache {
@@ -328,6 +398,9 @@ impl Default for RawCache {
             max_ttl: Duration::from_secs(86_400),
             negative_ttl: Duration::from_secs(3_600),
             packet_size: 100_000,
+            serve_stale: Duration::from_secs(86_400),
+            stale_ttl: Duration::from_secs(30),
+            stale_answer_after: Duration::ZERO,
         }
     }
 }
@@ -497,6 +570,9 @@ pub struct Config {
     pub workers: usize,
     pub fast_path: bool,
     pub udp_buffer: usize,
+    /// User (and group) to run as after binding; None: stay as started.
+    pub run_as: Option<(String, Option<String>)>,
+    pub shutdown_grace: Duration,
     pub resolver: ResolverConfig,
     pub cache: CacheConfig,
     pub block: BlockConfig,
@@ -511,6 +587,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub rate_limit: RateLimitConfig,
     pub tcp: TcpConfig,
+    pub tls: TlsConfig,
 }
 
 /// What happens to a query from a network that may not query.
@@ -539,28 +616,17 @@ pub struct AccessConfig {
     pub action: DenyAction,
 }
 
-/// Validated `[rate_limit]`; a qps of 0 turns that bucket off.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitConfig {
-    pub client_qps: u32,
-    pub client_burst: u32,
-    pub prefix_qps: u32,
-    pub prefix_burst: u32,
-    pub ipv4_prefix: u8,
-    pub ipv6_prefix: u8,
-    pub slip: u32,
-    pub max_tracked: usize,
-}
-
-/// Validated `[tcp]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpConfig {
+/// The encrypted listeners, validated (the certificate and key were loaded once).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate chain and key files; None when no encrypted listener is configured.
+    pub files: Option<crate::dns::tls::CertFiles>,
+    pub dot_listen: Vec<SocketAddr>,
+    pub doh_listen: Vec<SocketAddr>,
+    pub doh_path: String,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
     pub max_connections: usize,
-    pub max_connections_per_client: usize,
-    /// 0: no limit.
-    pub max_queries_per_connection: usize,
-    pub max_in_flight_per_connection: usize,
-    pub message_timeout: Duration,
 }
 
 /// Where a list comes from.
@@ -613,6 +679,10 @@ pub struct GroupConfig {
 pub struct ResolverConfig {
     pub mode: ResolverMode,
     pub timeout: Duration,
+    /// Upstream resolutions in flight at once (at least 1).
+    pub max_outstanding: usize,
+    /// ...and for one client address (at least 1).
+    pub max_outstanding_per_client: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -647,6 +717,13 @@ pub struct CacheConfig {
     pub min_ttl: u32,
     pub max_ttl: u32,
     pub negative_ttl: u32,
+    /// Expired answers are kept this long to be served when upstreams fail (zero: never).
+    pub serve_stale: Duration,
+    /// TTL of stale answers (at least 1).
+    pub stale_ttl: u32,
+    /// Refreshes of expired entries wait at most this long before the stale copy is served
+    /// (zero: the resolver deadline).
+    pub stale_answer_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -841,6 +918,12 @@ impl RawConfig {
                 format!("{} is more than 1024", self.server.workers),
             ));
         }
+        if !self.server.group.is_empty() && self.server.user.is_empty() {
+            return Err(invalid(
+                "server.group",
+                "is set without server.user; set both, or neither".into(),
+            ));
+        }
         if self.server.tcp_idle_timeout.is_zero() {
             return Err(invalid(
                 "server.tcp_idle_timeout",
@@ -851,6 +934,17 @@ impl RawConfig {
         let r = &self.resolver;
         if r.timeout.is_zero() {
             return Err(invalid("resolver.timeout", "must be more than zero".into()));
+        }
+        for (key, value) in [
+            ("resolver.max_outstanding", r.max_outstanding),
+            (
+                "resolver.max_outstanding_per_client",
+                r.max_outstanding_per_client,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
         }
         let mode = match r.mode.as_str() {
             "recursive" => {
@@ -956,7 +1050,13 @@ impl RawConfig {
             min_ttl: secs("cache.min_ttl", c.min_ttl)?,
             max_ttl: secs("cache.max_ttl", c.max_ttl)?,
             negative_ttl: secs("cache.negative_ttl", c.negative_ttl)?,
+            serve_stale: c.serve_stale,
+            stale_ttl: secs("cache.stale_ttl", c.stale_ttl)?,
+            stale_answer_after: c.stale_answer_after,
         };
+        if cache.stale_ttl == 0 {
+            return Err(invalid("cache.stale_ttl", "must be at least 1s".into()));
+        }
         if cache.min_ttl > cache.max_ttl {
             return Err(invalid(
                 "cache.min_ttl",
@@ -1209,8 +1309,9 @@ impl RawConfig {
 
         let groups = validate_groups(self.groups, &lists).map_err(|(k, m)| invalid(&k, m))?;
         let access = validate_access(&self.access).map_err(|(k, m)| invalid(&k, m))?;
-        let rate_limit = validate_rate_limit(&self.rate_limit).map_err(|(k, m)| invalid(&k, m))?;
-        let tcp = validate_tcp(&self.tcp).map_err(|(k, m)| invalid(&k, m))?;
+        let rate_limit = validate_rate_limit(self.rate_limit).map_err(|(k, m)| invalid(&k, m))?;
+        let tcp = validate_tcp(self.tcp).map_err(|(k, m)| invalid(&k, m))?;
+        let tls = validate_tls(self.tls, &resolve).map_err(|(k, m)| invalid(&k, m))?;
 
         Ok(Config {
             source: path.to_owned(),
@@ -1223,9 +1324,15 @@ impl RawConfig {
             },
             fast_path: self.server.fast_path,
             udp_buffer: self.server.udp_buffer,
+            run_as: Some(self.server.user)
+                .filter(|u| !u.is_empty())
+                .map(|u| (u, Some(self.server.group).filter(|g| !g.is_empty()))),
+            shutdown_grace: self.server.shutdown_grace,
             resolver: ResolverConfig {
                 mode,
                 timeout: r.timeout,
+                max_outstanding: r.max_outstanding,
+                max_outstanding_per_client: r.max_outstanding_per_client,
             },
             cache,
             block,
@@ -1237,6 +1344,7 @@ impl RawConfig {
             access,
             rate_limit,
             tcp,
+            tls,
         })
     }
 }
@@ -1272,7 +1380,7 @@ fn validate_access(a: &RawAccess) -> Result<AccessConfig, (String, String)> {
     })
 }
 
-fn validate_rate_limit(r: &RawRateLimit) -> Result<RateLimitConfig, (String, String)> {
+fn validate_rate_limit(r: RateLimitConfig) -> Result<RateLimitConfig, (String, String)> {
     let err = |k: &str, m: &str| Err((format!("rate_limit.{k}"), m.to_string()));
     if r.client_qps > 0 && r.client_burst == 0 {
         return err("client_burst", "must be at least 1 when client_qps is set");
@@ -1289,19 +1397,10 @@ fn validate_rate_limit(r: &RawRateLimit) -> Result<RateLimitConfig, (String, Str
     if r.max_tracked == 0 {
         return err("max_tracked", "must be at least 1");
     }
-    Ok(RateLimitConfig {
-        client_qps: r.client_qps,
-        client_burst: r.client_burst,
-        prefix_qps: r.prefix_qps,
-        prefix_burst: r.prefix_burst,
-        ipv4_prefix: r.ipv4_prefix,
-        ipv6_prefix: r.ipv6_prefix,
-        slip: r.slip,
-        max_tracked: r.max_tracked,
-    })
+    Ok(r)
 }
 
-fn validate_tcp(t: &RawTcp) -> Result<TcpConfig, (String, String)> {
+fn validate_tcp(t: TcpConfig) -> Result<TcpConfig, (String, String)> {
     for (key, value) in [
         ("max_connections", t.max_connections),
         ("max_connections_per_client", t.max_connections_per_client),
@@ -1320,12 +1419,79 @@ fn validate_tcp(t: &RawTcp) -> Result<TcpConfig, (String, String)> {
             "must be more than zero".into(),
         ));
     }
-    Ok(TcpConfig {
-        max_connections: t.max_connections,
-        max_connections_per_client: t.max_connections_per_client,
-        max_queries_per_connection: t.max_queries_per_connection,
-        max_in_flight_per_connection: t.max_in_flight_per_connection,
-        message_timeout: t.message_timeout,
+    Ok(t)
+}
+
+/// `[tls]`: addresses parse, timeouts are positive, and when a listener is configured the
+/// certificate and key load and belong together.
+fn validate_tls(
+    raw: RawTls,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<TlsConfig, (String, String)> {
+    let addrs = |key: &str, list: &[String]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.parse::<SocketAddr>().map_err(|_| {
+                    (
+                        format!("tls.{key}[{i}]"),
+                        format!("`{a}` is not an address with port, like [::]:853"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let dot_listen = addrs("dot_listen", &raw.dot_listen)?;
+    let doh_listen = addrs("doh_listen", &raw.doh_listen)?;
+    if !raw.doh_path.starts_with('/') {
+        return Err((
+            "tls.doh_path".into(),
+            format!("`{}` must start with /", raw.doh_path),
+        ));
+    }
+    for (key, d) in [
+        ("tls.handshake_timeout", raw.handshake_timeout),
+        ("tls.idle_timeout", raw.idle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err((key.into(), "must be more than zero".into()));
+        }
+    }
+    if raw.max_connections == 0 {
+        return Err(("tls.max_connections".into(), "must be at least 1".into()));
+    }
+    let files = match (raw.certificate.as_str(), raw.key.as_str()) {
+        ("", "") if dot_listen.is_empty() && doh_listen.is_empty() => None,
+        ("", _) => {
+            return Err((
+                "tls.certificate".into(),
+                "DoT/DoH listeners need a certificate and key (set tls.certificate and tls.key)"
+                    .into(),
+            ));
+        }
+        (_, "") => {
+            return Err((
+                "tls.key".into(),
+                "a certificate needs its private key (set tls.key)".into(),
+            ));
+        }
+        (cert, key) => {
+            let files = crate::dns::tls::CertFiles {
+                certificate: resolve(cert),
+                key: resolve(key),
+            };
+            files.load().map_err(|e| (e.key.to_string(), e.message))?;
+            Some(files)
+        }
+    };
+    Ok(TlsConfig {
+        files,
+        dot_listen,
+        doh_listen,
+        doh_path: raw.doh_path,
+        handshake_timeout: raw.handshake_timeout,
+        idle_timeout: raw.idle_timeout,
+        max_connections: raw.max_connections,
     })
 }
 
@@ -1486,6 +1652,7 @@ mod tests {
         assert_eq!(format!("{:?}", empty.access), format!("{:?}", c.access));
         assert_eq!(empty.rate_limit, c.rate_limit);
         assert_eq!(empty.tcp, c.tcp);
+        assert_eq!(format!("{:?}", empty.tls), format!("{:?}", c.tls));
         assert!(!c.lists[0].path.to_string_lossy().contains(".."));
     }
 
@@ -1530,6 +1697,11 @@ mod tests {
                 "cache.min_ttl",
             ),
             ("[block]\nipv6 = \"1.2.3.4\"\n", "block.ipv6"),
+            ("[cache]\nstale_ttl = \"0s\"\n", "cache.stale_ttl"),
+            (
+                "[resolver]\nmax_outstanding_per_client = 0\n",
+                "resolver.max_outstanding_per_client",
+            ),
             ("[admin]\nlisten = \"9153\"\n", "admin.listen"),
             ("[access]\nallow = [\"10.0.0.0/33\"]\n", "access.allow[0]"),
             ("[access]\naction = \"ignore\"\n", "access.action"),
@@ -1540,6 +1712,16 @@ mod tests {
             ),
             ("[tcp]\nmax_connections = 0\n", "tcp.max_connections"),
             ("[tcp]\nmessage_timeout = \"0s\"\n", "tcp.message_timeout"),
+            ("[tls]\ndot_listen = [\"853\"]\n", "tls.dot_listen[0]"),
+            ("[tls]\ndoh_listen = [\"[::]:443\"]\n", "tls.certificate"),
+            ("[tls]\ncertificate = \"a.pem\"\n", "tls.key"),
+            (
+                "[tls]\ncertificate = \"nope.pem\"\nkey = \"nope.key\"\n",
+                "tls.certificate",
+            ),
+            ("[tls]\ndoh_path = \"dns-query\"\n", "tls.doh_path"),
+            ("[tls]\nidle_timeout = \"0s\"\n", "tls.idle_timeout"),
+            ("[tls]\nmax_connections = 0\n", "tls.max_connections"),
             (
                 "[server]\nmax_udp_payload = \"big\"\n",
                 "server.max_udp_payload",

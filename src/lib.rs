@@ -12,6 +12,7 @@
 //!   the `/v1` list API).
 //! - [`check`]: `rampart lists check`, the operator's explanation of a decision.
 //! - [`config`]: the TOML file, validated into [`config::Config`].
+//! - [`process`]: permission checks before start and dropping root after binding.
 
 pub mod admin;
 pub mod app;
@@ -21,3 +22,4 @@ pub mod dns;
 pub mod feeds;
 pub mod metrics;
 pub mod policy;
+pub mod process;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use rampart::{app, check, config::Config, policy::Snapshot};
+use rampart::{app, check, config::Config, policy::Snapshot, process};
 
 /// Rampart: a DNS resolver that blocks the names on your lists.
 ///
@@ -92,17 +92,31 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config } => {
-            let config = Config::load(&config)?;
+        Command::Run { config: path } => {
+            let config = Config::load(&path)?;
+            process::refuse_world_writable(&path, &config.state_dir)?;
+            // Look the user up before binding, so a typo fails fast.
+            let run_as = match &config.run_as {
+                Some((user, group)) => Some(process::lookup(user, group.as_deref())?),
+                None => None,
+            };
+            let state_dir = config.state_dir.clone();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(async {
                 let running = app::start(config).await?;
-                wait_for_stop(&running.feeds).await;
-                tracing::info!("stopping");
+                if let Some(target) = &run_as
+                    && let Err(e) = process::drop_privileges(target, &state_dir)
+                {
+                    running.shutdown().await;
+                    return Err(e);
+                }
+                wait_for_stop(&running, &path).await;
+                tracing::info!("stopping: draining queries in flight");
                 running.shutdown().await;
+                tracing::info!("stopped");
                 Ok(())
             })
         }
@@ -164,14 +178,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Wait for Ctrl-C or SIGTERM; on SIGHUP, check every list's source now.
 /// Write to stdout, ignoring a closed pipe (`rampart lists check … | head` must not panic).
 fn out(text: &str) {
     use std::io::Write;
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-async fn wait_for_stop(feeds: &rampart::feeds::manager::Feeds) {
+/// Wait for Ctrl-C or SIGTERM. On SIGHUP, read the config file again and apply it (a config
+/// with errors is reported and the running one kept), and check every list's source now.
+async fn wait_for_stop(running: &app::Running, path: &std::path::Path) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -187,15 +202,28 @@ async fn wait_for_stop(feeds: &rampart::feeds::manager::Feeds) {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = term.recv() => return,
                 _ = hup.recv() => {
-                    tracing::info!("SIGHUP: checking every list's source now");
-                    feeds.trigger_all();
+                    match Config::load(path) {
+                        Ok(config) => {
+                            tracing::info!(config = %path.display(), "SIGHUP: config reloaded; checking every list's source now");
+                            running.reload(&config);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: the config has errors; keeping the running one");
+                            running.feeds.trigger_all();
+                        }
+                    }
+                    // The certificate is read again whatever became of the config (a renewed
+                    // certificate must not wait on an unrelated config fix).
+                    if let Err(e) = running.reload_tls() {
+                        tracing::error!(error = %e, "SIGHUP: keeping the previous TLS certificate");
+                    }
                 }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = feeds;
+        let _ = (running, path);
         let _ = tokio::signal::ctrl_c().await;
     }
 }

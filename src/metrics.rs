@@ -84,6 +84,8 @@ pub struct Metrics {
     /// `{reason}`: TCP connections ended, by why.
     pub tcp_closed: IntCounterVec,
     pub tcp_connections: IntGauge,
+    /// Serve-stale and the bounds on upstream resolutions.
+    pub upstream_bounds: UpstreamBounds,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -408,6 +410,7 @@ impl Metrics {
         for reason in ["oversized", "overload", "send"] {
             udp_dropped.with_label_values(&[reason]);
         }
+        let upstream_bounds = UpstreamBounds::register(&registry)?;
         Ok(Self {
             registry,
             queries,
@@ -440,6 +443,7 @@ impl Metrics {
             tcp_rejected,
             tcp_closed,
             tcp_connections,
+            upstream_bounds,
         })
     }
 
@@ -583,5 +587,103 @@ impl Metrics {
             buf.clear();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Serve-stale answers and the bounds on upstream resolutions in flight.
+#[derive(Clone)]
+pub struct UpstreamBounds {
+    /// Stale answers served (RFC 8767).
+    pub stale_answers: IntCounter,
+    /// Upstream resolutions in flight.
+    pub outstanding: IntGauge,
+    limited: IntCounterVec,
+}
+
+impl UpstreamBounds {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let stale_answers = IntCounter::new(
+            "rampart_stale_answers_total",
+            "Expired cached answers served because upstream could not refresh them (RFC 8767).",
+        )?;
+        let outstanding = IntGauge::new(
+            "rampart_upstream_outstanding",
+            "Upstream resolutions (cache misses) in flight.",
+        )?;
+        let limited = IntCounterVec::new(
+            Opts::new(
+                "rampart_upstream_limited_total",
+                "Cache misses not sent upstream because too many were in flight, by scope \
+                 (global: resolver.max_outstanding, client: resolver.max_outstanding_per_client).",
+            ),
+            &["scope"],
+        )?;
+        registry.register(Box::new(stale_answers.clone()))?;
+        registry.register(Box::new(outstanding.clone()))?;
+        registry.register(Box::new(limited.clone()))?;
+        for scope in ["global", "client"] {
+            limited.with_label_values(&[scope]);
+        }
+        Ok(Self {
+            stale_answers,
+            outstanding,
+            limited,
+        })
+    }
+
+    /// A cache miss refused by the `scope` ("global" or "client") bound.
+    pub fn limited(&self, scope: &str) {
+        self.limited.with_label_values(&[scope]).inc();
+    }
+}
+
+/// The encrypted listeners' collectors, registered only when a DoT or DoH listener is
+/// configured (so a server without TLS exports no certificate expiry to alert on).
+#[derive(Clone)]
+pub struct TlsMetrics {
+    /// Certificate (re)loads by result ("ok", "error").
+    pub reloads: IntCounterVec,
+    /// notAfter of the leaf certificate in service, as Unix time.
+    pub expiry: IntGauge,
+    /// Encrypted connections open now.
+    pub connections: IntGauge,
+    /// Connections closed at once because `tls.max_connections` were open.
+    pub rejected: IntCounter,
+}
+
+impl TlsMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "rampart_tls_reloads_total",
+                "TLS certificate loads (start-up and reloads), by result (ok, error: the old one stays).",
+            ),
+            &["result"],
+        )?;
+        let expiry = IntGauge::new(
+            "rampart_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the TLS leaf certificate in service, as Unix time.",
+        )?;
+        let connections = IntGauge::new(
+            "rampart_tls_connections",
+            "DNS-over-TLS and DNS-over-HTTPS connections open now.",
+        )?;
+        let rejected = IntCounter::new(
+            "rampart_tls_connections_rejected_total",
+            "Encrypted connections closed at once because tls.max_connections were open.",
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(expiry.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        for result in ["ok", "error"] {
+            reloads.with_label_values(&[result]);
+        }
+        Ok(Self {
+            reloads,
+            expiry,
+            connections,
+            rejected,
+        })
     }
 }

@@ -114,7 +114,7 @@ async fn blocked_counter_moves_by_exactly_the_blocked_queries() {
 /// `promtool check metrics` must accept the exposition. CI installs promtool (Debian package
 /// `prometheus`) and sets RAMPART_REQUIRE_PROMTOOL=1 so a missing tool fails there; elsewhere
 /// the check is reported as not run.
-fn promtool_check(text: &str) {
+pub(crate) fn promtool_check(text: &str) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

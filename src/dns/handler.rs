@@ -6,12 +6,14 @@
 //!    has to handle odd requests.
 //! 2. **Policy** before the cache: a list update must take effect at once, not after cached
 //!    answers for a newly blocked name expire. Allow beats block.
-//! 3. **Cache**, then **upstream** under the configured deadline; failures become SERVFAIL.
+//! 3. **Cache**, then **upstream** under the configured deadline and within the bounds on
+//!    resolutions in flight; failures (and queries over a bound) get the expired cached answer
+//!    if there is one (serve-stale, RFC 8767; never stored in the packet cache), else SERVFAIL.
 //!
 //! Every path ends in one `Outcome`, which the metrics read once at the end.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -31,10 +33,10 @@ use tracing::{debug, info};
 
 use super::{
     answer,
-    cache::{Answer, Cache},
+    cache::{Answer, Cache, Lookup},
     limits::Limits,
     packet_cache::{PacketCache, Tally},
-    upstream::Upstream,
+    upstream::{Permit, Upstream, UpstreamError},
     wire,
 };
 use crate::{
@@ -112,10 +114,12 @@ impl From<Answer> for Reply {
     }
 }
 
-fn protocol_label(p: Protocol) -> &'static str {
+pub(crate) fn protocol_label(p: Protocol) -> &'static str {
     match p {
         Protocol::Udp => "udp",
         Protocol::Tcp => "tcp",
+        Protocol::Tls => "tls",
+        Protocol::Https => "https",
         _ => "other",
     }
 }
@@ -134,7 +138,7 @@ type Built<'q, 'a> = MessageResponse<
 #[derive(Debug, Default)]
 pub struct Notes {
     /// The answer depends on more than the packet-cache key (a log-only match must be logged
-    /// on every query).
+    /// on every query), or must not be served again from it (a stale answer).
     pub uncacheable: bool,
     pub blocked_by: Option<usize>,
     pub allowed_by: Option<usize>,
@@ -379,7 +383,7 @@ impl DnsHandler {
 }
 
 /// A header-only error response to a request whose header we could read.
-fn formerr(request: &Header) -> Vec<u8> {
+pub(crate) fn formerr(request: &Header) -> Vec<u8> {
     let mut header = Header {
         metadata: Metadata::response_from_request(&request.metadata),
         counts: HeaderCounts::default(),
@@ -430,6 +434,7 @@ impl DnsHandler {
             qtype,
             qclass,
             udp,
+            client,
         };
         let mut check_answer = true;
         match evaluation.decision {
@@ -451,16 +456,11 @@ impl DnsHandler {
         }
 
         // Cache, then upstream.
-        let lower = query.name();
-        let (answer, outcome) = match self.cache.get(lower, qtype, qclass) {
-            Some(hit) => (hit, Outcome::CacheHit),
-            None => match self.resolve(lower, qtype, qclass).await {
-                Ok(answer) => (answer, Outcome::Allowed),
-                Err(e) => {
-                    debug!(name = %qname, %qtype, error = %e, "upstream failed");
-                    return (Reply::empty(ResponseCode::ServFail), Outcome::ServFail);
-                }
-            },
+        let Ok((answer, outcome)) = self
+            .lookup(query.name(), qtype, qclass, client, notes)
+            .await
+        else {
+            return (Reply::empty(ResponseCode::ServFail), Outcome::ServFail);
         };
 
         // Policy, answer phase: CNAME targets and answer addresses. Runs on cached answers
@@ -477,33 +477,117 @@ impl DnsHandler {
         (Reply::from(answer), outcome)
     }
 
-    /// Cache miss: ask upstream, store the answer.
+    /// The answer from the cache, else from upstream; when upstream fails (or its limits are
+    /// reached) an expired answer inside the serve-stale window is served instead (RFC 8767).
+    async fn lookup(
+        &self,
+        lower: &LowerName,
+        qtype: RecordType,
+        qclass: DNSClass,
+        client: IpAddr,
+        notes: &mut Notes,
+    ) -> Result<(Answer, Outcome), UpstreamError> {
+        let stale = match self.cache.lookup(lower, qtype, qclass) {
+            Lookup::Fresh(hit) => return Ok((hit, Outcome::CacheHit)),
+            // A refresh failed moments ago: do not make this client wait for another.
+            Lookup::Stale {
+                answer,
+                refresh: false,
+            } => return Ok(self.serve_stale(answer, notes)),
+            Lookup::Stale { answer, .. } => Some(answer),
+            Lookup::Miss => None,
+        };
+        let after = self.cache.stale_answer_after();
+        let result = if stale.is_some() && !after.is_zero() && after < self.upstream.deadline() {
+            self.refresh(lower, qtype, qclass, client, after).await
+        } else {
+            self.resolve(lower, qtype, qclass, client).await
+        };
+        match result {
+            Ok(answer) => Ok((answer, Outcome::Allowed)),
+            Err(e) => {
+                debug!(name = %lower, %qtype, error = %e, stale = stale.is_some(), "upstream failed");
+                let Some(answer) = stale else {
+                    return Err(e);
+                };
+                if !matches!(e, UpstreamError::Limited(_)) {
+                    self.cache.refresh_failed(lower, qtype, qclass);
+                }
+                Ok(self.serve_stale(answer, notes))
+            }
+        }
+    }
+
+    /// A stale answer: counted, and kept out of the packet cache.
+    fn serve_stale(&self, answer: Answer, notes: &mut Notes) -> (Answer, Outcome) {
+        notes.uncacheable = true;
+        self.metrics.upstream_bounds.stale_answers.inc();
+        (answer, Outcome::CacheHit)
+    }
+
+    /// Cache miss: ask upstream (within the bounds on resolutions in flight), store the answer.
     async fn resolve(
         &self,
         lower: &LowerName,
         qtype: RecordType,
         qclass: DNSClass,
-    ) -> Result<Answer, super::upstream::UpstreamError> {
-        let mut upstream_query = Query::query(Name::from(lower.clone()), qtype);
-        upstream_query.set_query_class(qclass);
-        let started = Instant::now();
-        let result = self.upstream.resolve(upstream_query).await;
-        self.metrics
-            .upstream_duration
-            .observe(started.elapsed().as_secs_f64());
-        match &result {
-            Ok(answer) => {
-                self.cache.insert(lower, qtype, qclass, answer);
-                self.metrics.cache_entries.set(self.cache.len() as i64);
+        client: IpAddr,
+    ) -> Result<Answer, UpstreamError> {
+        let _permit = self.admit(client)?;
+        fetch(
+            &self.upstream,
+            &self.cache,
+            &self.metrics,
+            lower,
+            qtype,
+            qclass,
+        )
+        .await
+    }
+
+    /// A slot for one upstream resolution, or the bound that refuses it (counted).
+    fn admit(&self, client: IpAddr) -> Result<Permit, UpstreamError> {
+        let bounds = &self.metrics.upstream_bounds;
+        self.upstream
+            .admit(client, &bounds.outstanding)
+            .map_err(|scope| {
+                bounds.limited(scope.label());
+                UpstreamError::Limited(scope)
+            })
+    }
+
+    /// Refresh an expired entry, but wait no longer than `after` (RFC 8767's client response
+    /// timer): past it the caller serves the stale copy ([`UpstreamError::Timeout`]) while the
+    /// refresh goes on in its own task, which holds its slot among the outstanding
+    /// resolutions and ends by the resolver deadline.
+    async fn refresh(
+        &self,
+        lower: &LowerName,
+        qtype: RecordType,
+        qclass: DNSClass,
+        client: IpAddr,
+        after: Duration,
+    ) -> Result<Answer, UpstreamError> {
+        let permit = self.admit(client)?;
+        let (upstream, cache, metrics, lower) = (
+            self.upstream.clone(),
+            self.cache.clone(),
+            self.metrics.clone(),
+            lower.clone(),
+        );
+        let mut task = tokio::spawn(async move {
+            let _permit = permit;
+            let result = fetch(&upstream, &cache, &metrics, &lower, qtype, qclass).await;
+            if result.is_err() {
+                cache.refresh_failed(&lower, qtype, qclass);
             }
-            Err(e) => {
-                self.metrics
-                    .upstream_errors
-                    .with_label_values(&[e.reason()])
-                    .inc();
-            }
+            result
+        });
+        match tokio::time::timeout(after, &mut task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(UpstreamError::Failed(e.to_string())),
+            Err(_) => Err(UpstreamError::Timeout(after)),
         }
-        result
     }
 
     /// Apply a block decision: the rewritten reply, or None when the rule does not bite here
@@ -539,6 +623,7 @@ impl DnsHandler {
             canonical,
             qtype,
             qclass,
+            client,
             ..
         } = *q;
         if let Some(list) = snapshot.list(m) {
@@ -564,12 +649,8 @@ impl DnsHandler {
         let mut reply = Reply::from(synthesized);
         if let Some(target) = target {
             let lower = LowerName::from(&target);
-            let resolved = match self.cache.get(&lower, qtype, qclass) {
-                Some(hit) => Ok(hit),
-                None => self.resolve(&lower, qtype, qclass).await,
-            };
-            match resolved {
-                Ok(a) => {
+            match self.lookup(&lower, qtype, qclass, client, notes).await {
+                Ok((a, _)) => {
                     reply.rcode = a.rcode;
                     reply.answers.extend(a.answers);
                     if reply.answers.len() == 1 {
@@ -625,6 +706,37 @@ impl DnsHandler {
     }
 }
 
+/// Resolve a cache miss upstream and store the answer.
+async fn fetch(
+    upstream: &Upstream,
+    cache: &Cache,
+    metrics: &Metrics,
+    lower: &LowerName,
+    qtype: RecordType,
+    qclass: DNSClass,
+) -> Result<Answer, UpstreamError> {
+    let mut upstream_query = Query::query(Name::from(lower.clone()), qtype);
+    upstream_query.set_query_class(qclass);
+    let started = Instant::now();
+    let mut result = upstream.resolve(upstream_query).await;
+    metrics
+        .upstream_duration
+        .observe(started.elapsed().as_secs_f64());
+    match &mut result {
+        Ok(answer) => {
+            cache.insert(lower, qtype, qclass, answer);
+            metrics.cache_entries.set(cache.len() as i64);
+        }
+        Err(e) => {
+            metrics
+                .upstream_errors
+                .with_label_values(&[e.reason()])
+                .inc();
+        }
+    }
+    result
+}
+
 /// The question being answered, as the rewriting steps need it.
 #[derive(Clone, Copy)]
 struct Question<'a> {
@@ -633,6 +745,7 @@ struct Question<'a> {
     qtype: RecordType,
     qclass: DNSClass,
     udp: bool,
+    client: IpAddr,
 }
 
 /// How often the cache is swept of expired entries.

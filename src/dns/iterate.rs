@@ -474,6 +474,10 @@ impl Inner {
         let now = Instant::now();
         if self.penalised.len() >= MAX_PENALISED {
             self.penalised.retain(|_, t| *t > now);
+            if self.penalised.len() >= MAX_PENALISED {
+                // All recent: forget them rather than grow (they are only an ordering hint).
+                self.penalised.clear();
+            }
         }
         self.penalised.insert(ip, now + PENALTY);
     }
@@ -1432,6 +1436,91 @@ mod tests {
         let (zone, known) = inner.deepest_cut(&wire, 4);
         assert_eq!((zone.name.clone(), known), (n("corp.test."), 2));
         assert!(!inner.zones.contains_key(b));
+    }
+
+    /// Questions to a server that never answers fail by themselves within the deadline, or are
+    /// abandoned by their caller; either way no coalescing entry, pending exchange or task is
+    /// left behind, and nothing is cached.
+    #[tokio::test]
+    async fn failed_and_abandoned_questions_leave_nothing_behind() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let deadline = Duration::from_millis(300);
+        let it = Arc::new(Iterative::new(IterConfig {
+            roots: vec![IpAddr::from([127, 0, 0, 1])],
+            port,
+            deny: Vec::new(),
+            deadline,
+        }));
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        let ask = |i: usize| {
+            let it = it.clone();
+            async move {
+                let q = Query::query(n(&format!("h{}.example.", i % 20)), RecordType::A);
+                it.resolve(&q).await
+            }
+        };
+        // 40 questions, 20 distinct (the rest coalesce): all fail on their own, in time.
+        let started = Instant::now();
+        let results = futures_join_all((0..40).map(ask)).await;
+        assert!(
+            results.iter().all(|r| matches!(r, Err(IterError::Timeout))),
+            "{results:?}"
+        );
+        assert!(started.elapsed() < deadline * 2, "{:?}", started.elapsed());
+        // 40 more, abandoned before any server timeout.
+        for r in futures_join_all(
+            (0..40).map(|i| tokio::time::timeout(Duration::from_millis(30), ask(i))),
+        )
+        .await
+        {
+            assert!(r.is_err(), "abandoned");
+        }
+        assert!(it.inflight.is_empty(), "coalescing map empty");
+        let chans = it.inner.transport.chans(false).unwrap();
+        assert!(
+            chans.iter().all(|c| c.pending.lock().unwrap().is_empty()),
+            "no pending exchanges"
+        );
+        assert_eq!(
+            it.inner.transport.permits.available_permits(),
+            MAX_OUTSTANDING
+        );
+        assert!(it.inner.zones.is_empty() && it.inner.addrs.is_empty());
+        assert_eq!(it.inner.penalised.len(), 1, "the silent root, once");
+        // Only the socket pool's receive tasks were added.
+        assert_eq!(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+            tasks + SOCKETS
+        );
+    }
+
+    /// Run futures concurrently on the current task, in order.
+    async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+        let mut futures: Vec<_> = futures.map(Box::pin).collect();
+        let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+                if slot.is_none() {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(v) => *slot = Some(v),
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        out.into_iter().map(|v| v.expect("ready")).collect()
     }
 
     #[test]

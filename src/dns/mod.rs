@@ -12,6 +12,7 @@ pub mod limits;
 pub mod packet_cache;
 pub mod ratelimit;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 pub mod upstream;
 pub mod wire;

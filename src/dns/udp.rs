@@ -78,6 +78,18 @@ pub fn bind(addr: SocketAddr, count: usize, buffer: usize) -> std::io::Result<Ve
 pub struct Workers {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    in_flight: Vec<Arc<AtomicUsize>>,
+}
+
+/// General-path queries still being answered after the workers stopped reading.
+#[derive(Debug)]
+pub struct InFlight(Vec<Arc<AtomicUsize>>);
+
+impl InFlight {
+    /// How many are left; their tasks still hold the socket and reply on it.
+    pub fn count(&self) -> usize {
+        self.0.iter().map(|c| c.load(Ordering::Acquire)).sum()
+    }
 }
 
 impl Workers {
@@ -90,6 +102,7 @@ impl Workers {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        let mut in_flight = Vec::new();
         for (i, socket) in sockets.into_iter().enumerate() {
             let worker = Worker {
                 socket: Arc::new(socket),
@@ -99,21 +112,28 @@ impl Workers {
                 stop: stop.clone(),
                 in_flight: Arc::new(AtomicUsize::new(0)),
             };
+            in_flight.push(worker.in_flight.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("rampart-udp-{i}"))
                     .spawn(move || worker.run())?,
             );
         }
-        Ok(Self { stop, threads })
+        Ok(Self {
+            stop,
+            threads,
+            in_flight,
+        })
     }
 
-    /// Ask the workers to stop and wait for them (at most one wake-up period).
-    pub fn stop(self) {
+    /// Ask the workers to stop reading and wait for them (at most one wake-up period). Queries
+    /// already handed to the general path are still answered; the result counts them.
+    pub fn stop(self) -> InFlight {
         self.stop.store(true, Ordering::Release);
         for t in self.threads {
             let _ = t.join();
         }
+        InFlight(self.in_flight)
     }
 }
 

@@ -5,13 +5,24 @@
 //! Both modes return the same [`Answer`] (rcode + answer + authority records), so the cache and
 //! the answer builder never care which mode produced it. The configured deadline wraps the
 //! whole resolution: past it the caller gets [`UpstreamError::Timeout`] and answers SERVFAIL.
+//!
+//! Resolutions in flight are bounded ([`Upstream::admit`]): `resolver.max_outstanding` in all
+//! and `resolver.max_outstanding_per_client` per client address. A cache miss over a bound is
+//! not queued; the caller answers it at once (stale, or SERVFAIL). Nothing here spawns a task
+//! per query, so a resolution that is dropped at its deadline leaves nothing behind.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::Path,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
+
+use dashmap::DashMap;
+use prometheus::IntGauge;
 
 use hickory_resolver::{
     NameServerPool, PoolContext, TlsConfig,
@@ -37,6 +48,9 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("upstream failure: {0}")]
     Failed(String),
+    /// Not sent: too many resolutions in flight.
+    #[error("too many upstream queries in flight ({})", .0.label())]
+    Limited(Limited),
 }
 
 impl UpstreamError {
@@ -45,7 +59,100 @@ impl UpstreamError {
         match self {
             Self::Timeout(_) => "timeout",
             Self::Failed(_) => "error",
+            Self::Limited(_) => "limited",
         }
+    }
+}
+
+/// Which bound refused a resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// `resolver.max_outstanding`.
+    Global,
+    /// `resolver.max_outstanding_per_client`.
+    Client,
+}
+
+impl Limited {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::Client => "client",
+        }
+    }
+}
+
+/// Counts of resolutions in flight, in all and per client address. The per-client map holds
+/// only clients with something in flight, so it never has more than `max` entries.
+struct Outstanding {
+    max: usize,
+    per_client: usize,
+    total: AtomicUsize,
+    clients: DashMap<IpAddr, usize, foldhash::fast::RandomState>,
+}
+
+/// One admitted resolution; dropping it (when the resolution ends or is abandoned) frees its
+/// slots.
+pub struct Permit {
+    owner: Arc<Outstanding>,
+    client: IpAddr,
+    gauge: IntGauge,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let dashmap::Entry::Occupied(mut e) = self.owner.clients.entry(self.client) {
+            if *e.get() <= 1 {
+                e.remove();
+            } else {
+                *e.get_mut() -= 1;
+            }
+        }
+        self.owner.total.fetch_sub(1, Ordering::AcqRel);
+        self.gauge.dec();
+    }
+}
+
+impl Outstanding {
+    fn new(max: usize, per_client: usize) -> Self {
+        Self {
+            max,
+            per_client,
+            total: AtomicUsize::new(0),
+            clients: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+        }
+    }
+
+    /// The client's own bound is checked first, so a client over it is told so even when
+    /// the global bound is reached too.
+    fn admit(self: &Arc<Self>, client: IpAddr, gauge: &IntGauge) -> Result<Permit, Limited> {
+        let global = || {
+            if self.total.fetch_add(1, Ordering::AcqRel) >= self.max {
+                self.total.fetch_sub(1, Ordering::AcqRel);
+                return Err(Limited::Global);
+            }
+            Ok(())
+        };
+        // The entry stays locked until the count is settled.
+        match self.clients.entry(client) {
+            dashmap::Entry::Occupied(mut e) => {
+                if *e.get() >= self.per_client {
+                    return Err(Limited::Client);
+                }
+                global()?;
+                *e.get_mut() += 1;
+            }
+            dashmap::Entry::Vacant(v) => {
+                global()?;
+                v.insert(1);
+            }
+        }
+        gauge.inc();
+        Ok(Permit {
+            owner: self.clone(),
+            client,
+            gauge: gauge.clone(),
+        })
     }
 }
 
@@ -123,16 +230,23 @@ enum Mode {
     Forward(NameServerPool<TokioRuntimeProvider>),
 }
 
-/// Resolves cache misses.
+/// Resolves cache misses. Cheap to clone (shared inside), so a refresh can outlive the query
+/// that started it.
+#[derive(Clone)]
 pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     mode: Mode,
     deadline: Duration,
+    outstanding: Arc<Outstanding>,
 }
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.inner.deadline)
             .finish()
     }
 }
@@ -185,23 +299,46 @@ impl Upstream {
             }
         };
         Ok(Self {
-            mode,
-            deadline: config.timeout,
+            inner: Arc::new(Inner {
+                mode,
+                deadline: config.timeout,
+                outstanding: Arc::new(Outstanding::new(
+                    config.max_outstanding,
+                    config.max_outstanding_per_client,
+                )),
+            }),
         })
+    }
+
+    /// A slot for one resolution for `client`, or the bound that refuses it. `gauge` follows
+    /// the number in flight.
+    pub fn admit(&self, client: IpAddr, gauge: &IntGauge) -> Result<Permit, Limited> {
+        self.inner.outstanding.admit(client, gauge)
+    }
+
+    /// Resolutions in flight.
+    pub fn outstanding(&self) -> usize {
+        self.inner.outstanding.total.load(Ordering::Acquire)
+    }
+
+    /// The deadline of one resolution (`resolver.timeout`).
+    pub fn deadline(&self) -> Duration {
+        self.inner.deadline
     }
 
     /// Resolve one question within the deadline.
     pub async fn resolve(&self, query: Query) -> Result<Answer, UpstreamError> {
-        match tokio::time::timeout(self.deadline, self.resolve_inner(query)).await {
+        let deadline = self.inner.deadline;
+        match tokio::time::timeout(deadline, self.resolve_inner(query)).await {
             Ok(result) => result,
-            Err(_) => Err(UpstreamError::Timeout(self.deadline)),
+            Err(_) => Err(UpstreamError::Timeout(deadline)),
         }
     }
 
     async fn resolve_inner(&self, query: Query) -> Result<Answer, UpstreamError> {
-        match &self.mode {
+        match &self.inner.mode {
             Mode::Recursive(iterative) => iterative.resolve(&query).await.map_err(|e| match e {
-                IterError::Timeout => UpstreamError::Timeout(self.deadline),
+                IterError::Timeout => UpstreamError::Timeout(self.inner.deadline),
                 IterError::Failed(s) => UpstreamError::Failed(s),
             }),
             Mode::Forward(pool) => {
@@ -277,5 +414,29 @@ mod tests {
         assert_eq!(ips.len(), 2);
         assert!(parse_root_hints("; nothing\n").is_err());
         assert!(parse_root_hints("x. 1 A nonsense\n").is_err());
+    }
+
+    #[test]
+    fn outstanding_is_bounded_globally_and_per_client() {
+        let o = Arc::new(Outstanding::new(3, 2));
+        let gauge = IntGauge::new("g", "g").unwrap();
+        let (a, b, c) = (
+            IpAddr::from([192, 0, 2, 1]),
+            IpAddr::from([192, 0, 2, 2]),
+            IpAddr::from([192, 0, 2, 3]),
+        );
+        let a1 = o.admit(a, &gauge).unwrap();
+        let a2 = o.admit(a, &gauge).unwrap();
+        assert_eq!(o.admit(a, &gauge).err(), Some(Limited::Client));
+        let b1 = o.admit(b, &gauge).unwrap();
+        assert_eq!(o.admit(c, &gauge).err(), Some(Limited::Global));
+        assert_eq!(gauge.get(), 3);
+        drop(a1);
+        let c1 = o.admit(c, &gauge).unwrap();
+        assert_eq!(o.clients.len(), 3);
+        drop((a2, b1, c1));
+        assert_eq!(gauge.get(), 0);
+        assert_eq!(o.total.load(Ordering::Acquire), 0);
+        assert!(o.clients.is_empty(), "no entries left behind");
     }
 }

@@ -15,12 +15,15 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
     str::FromStr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use hickory_proto::{
-    op::{Edns, Message, MessageType, OpCode, Query},
+    op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query},
     rr::{
         Name, RData, Record, RecordType,
         rdata::{A, AAAA, CNAME, MX, NS, SOA},
@@ -82,10 +85,11 @@ impl QueryLog {
     }
 }
 
-/// A catalog that records every question it is asked.
+/// A catalog that records every question it is asked, and ignores every one while `cut` is set.
 struct Counting {
     catalog: Catalog,
     log: QueryLog,
+    cut: Arc<AtomicBool>,
 }
 
 #[async_trait::async_trait]
@@ -95,6 +99,13 @@ impl RequestHandler for Counting {
         request: &Request,
         response_handle: R,
     ) -> ResponseInfo {
+        if self.cut.load(Ordering::Acquire) {
+            // Unreachable: the query is dropped unanswered.
+            return ResponseInfo::from(Header {
+                metadata: Metadata::response_from_request(&request.metadata),
+                counts: HeaderCounts::default(),
+            });
+        }
         for q in request.queries.queries() {
             let key = (q.name().to_string().to_ascii_lowercase(), q.query_type());
             *self.log.0.lock().unwrap().entry(key).or_default() += 1;
@@ -136,6 +147,8 @@ pub struct Hierarchy {
     pub port: u16,
     pub log: QueryLog,
     pub root_hints: PathBuf,
+    /// While set, every authority drops every query (see [`Hierarchy::set_reachable`]).
+    cut: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
     _servers: Vec<Server<Counting>>,
     _silent: (UdpSocket, TcpListener),
@@ -144,6 +157,7 @@ pub struct Hierarchy {
 impl Hierarchy {
     pub async fn start() -> Self {
         let log = QueryLog::default();
+        let cut = Arc::new(AtomicBool::new(false));
         let root = zone(
             ".",
             vec![
@@ -280,6 +294,7 @@ impl Hierarchy {
                 let mut server = Server::new(Counting {
                     catalog,
                     log: log.clone(),
+                    cut: cut.clone(),
                 });
                 server.register_socket(udp);
                 server.register_listener(tcp, Duration::from_secs(5), 16);
@@ -299,12 +314,19 @@ impl Hierarchy {
                 port,
                 log,
                 root_hints,
+                cut,
                 _dir: dir,
                 _servers: servers,
                 _silent: silent,
             };
         }
         panic!("could not find a port free on all hierarchy addresses");
+    }
+
+    /// Make every authority of the lab answer (true) or drop every query unanswered (false),
+    /// as if the network to them were cut.
+    pub fn set_reachable(&self, reachable: bool) {
+        self.cut.store(!reachable, Ordering::Release);
     }
 
     /// Address of the leaf authority (used as the upstream in forward mode).
@@ -337,6 +359,8 @@ pub struct Setup {
     pub listen: Option<SocketAddr>,
     /// Extra lines for the `[server]` table.
     pub server: String,
+    /// Extra lines for the `[resolver]` table.
+    pub resolver: String,
 }
 
 pub enum Mode {
@@ -354,6 +378,7 @@ impl Default for Setup {
             admin_token: None,
             listen: None,
             server: String::new(),
+            resolver: String::new(),
         }
     }
 }
@@ -406,14 +431,16 @@ impl TestServer {
         }
         let resolver = match setup.mode {
             Mode::Recursive => format!(
-                "mode = \"recursive\"\ntimeout = \"{}\"\n[resolver.recursive]\nroot_hints = \"{}\"\nauthority_port = {}\ndeny_servers = []\n",
+                "mode = \"recursive\"\ntimeout = \"{}\"\n{}\n[resolver.recursive]\nroot_hints = \"{}\"\nauthority_port = {}\ndeny_servers = []\n",
                 setup.timeout,
+                setup.resolver,
                 h.root_hints.display(),
                 h.port
             ),
             Mode::Forward => format!(
-                "mode = \"forward\"\ntimeout = \"{}\"\n[resolver.forward]\nupstreams = [\"{}\"]\n",
+                "mode = \"forward\"\ntimeout = \"{}\"\n{}\n[resolver.forward]\nupstreams = [\"{}\"]\n",
                 setup.timeout,
+                setup.resolver,
                 h.leaf_addr()
             ),
         };
