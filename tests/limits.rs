@@ -21,10 +21,13 @@ use crate::support::*;
 const INSIDE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 9);
 
-async fn start(h: &Hierarchy, server: &str, extra: &str) -> TestServer {
+/// A lab hierarchy and a server with the standard lists, `server` lines for `[server]` and
+/// `extra` tables.
+async fn start(server: &str, extra: &str) -> (Hierarchy, TestServer) {
+    let h = Hierarchy::start().await;
     let (files, lists) = standard_lists();
-    TestServer::start(
-        h,
+    let s = TestServer::start(
+        &h,
         Setup {
             files,
             extra: format!("{lists}\n{extra}"),
@@ -32,7 +35,8 @@ async fn start(h: &Hierarchy, server: &str, extra: &str) -> TestServer {
             ..Setup::default()
         },
     )
-    .await
+    .await;
+    (h, s)
 }
 
 async fn counter(s: &TestServer, metric: &str, labels: &[&str]) -> f64 {
@@ -100,8 +104,7 @@ fn assert_refused(m: &Message, qname: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_outside_the_allowed_networks_are_refused() {
-    let h = Hierarchy::start().await;
-    let s = start(&h, "", "[access]\nallow = [\"127.0.0.1/32\"]\n").await;
+    let (_h, s) = start("", "[access]\nallow = [\"127.0.0.1/32\"]\n").await;
     for t in [Transport::Udp, Transport::Tcp] {
         // Blocked (fast path), cached-or-resolved: refused all the same.
         for qname in ["ads.corp.test.", "www.corp.test."] {
@@ -132,11 +135,9 @@ async fn clients_outside_the_allowed_networks_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn action_drop_answers_nothing_and_closes_tcp() {
-    let h = Hierarchy::start().await;
     // One UDP worker reads datagrams in order, so once a later query is answered, an answer
     // to an earlier one would have been sent too.
-    let s = start(
-        &h,
+    let (_h, s) = start(
         "workers = 1",
         "[access]\nallow = [\"127.0.0.1/32\"]\naction = \"drop\"\n",
     )
@@ -188,8 +189,7 @@ async fn action_drop_answers_nothing_and_closes_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_limits_applies_a_new_access_table() {
-    let h = Hierarchy::start().await;
-    let s = start(&h, "", "").await;
+    let (_h, s) = start("", "").await;
     // The default allows loopback.
     let m = ask_from(
         OUTSIDE,
@@ -214,9 +214,7 @@ async fn reload_limits_applies_a_new_access_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_over_its_rate_is_dropped_or_told_to_use_tcp() {
-    let h = Hierarchy::start().await;
-    let s = start(
-        &h,
+    let (_h, s) = start(
         "workers = 1",
         "[rate_limit]\nclient_qps = 5\nclient_burst = 5\nprefix_qps = 0\nslip = 2\n",
     )
@@ -285,8 +283,7 @@ async fn a_client_over_its_rate_is_dropped_or_told_to_use_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_connections_per_client_are_limited() {
-    let h = Hierarchy::start().await;
-    let s = start(&h, "", "[tcp]\nmax_connections_per_client = 2\n").await;
+    let (_h, s) = start("", "[tcp]\nmax_connections_per_client = 2\n").await;
     let q = query_message("ads.corp.test.", RecordType::A, true);
     let mut open = Vec::new();
     for _ in 0..2 {
@@ -328,8 +325,7 @@ async fn tcp_connections_per_client_are_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_is_closed_after_its_query_limit() {
-    let h = Hierarchy::start().await;
-    let s = start(&h, "", "[tcp]\nmax_queries_per_connection = 3\n").await;
+    let (_h, s) = start("", "[tcp]\nmax_queries_per_connection = 3\n").await;
     let mut c = connect_from(INSIDE, s.dns).await;
     let mut ids = Vec::new();
     let mut pipelined = Vec::new();
@@ -364,9 +360,7 @@ async fn a_connection_is_closed_after_its_query_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_incomplete_connections_are_closed() {
-    let h = Hierarchy::start().await;
-    let s = start(
-        &h,
+    let (_h, s) = start(
         "tcp_idle_timeout = \"300ms\"",
         "[tcp]\nmessage_timeout = \"300ms\"\n",
     )
@@ -403,8 +397,7 @@ async fn idle_and_incomplete_connections_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_tcp_queries_are_answered_as_they_are_ready() {
-    let h = Hierarchy::start().await;
-    let s = start(&h, "", "").await;
+    let (_h, s) = start("", "").await;
     let mut c = connect_from(INSIDE, s.dns).await;
     // The first waits for a silent authority (SERVFAIL after the 2 s resolver timeout); the
     // second is answered from the policy at once, so it comes back first.
