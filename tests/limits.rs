@@ -254,6 +254,11 @@ async fn a_client_over_its_rate_is_dropped_or_told_to_use_tcp() {
             answered += 1;
         }
     }
+    eprintln!(
+        "rate limit: {SENT} sent in {sending:?}: {answered} answered, {truncated} truncated, {} \
+         dropped",
+        SENT - answered - truncated
+    );
     // The burst, plus what refills at 5 per second while sending.
     let refill = (sending.as_secs_f64() * 5.0).ceil() as usize;
     assert!(
