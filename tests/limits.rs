@@ -481,3 +481,40 @@ async fn hickory_server_listeners_check_access_too() {
     );
     server.shutdown_gracefully().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_in_all_are_limited() {
+    let (_h, s) = start("", "[tcp]\nmax_connections = 2\n").await;
+    let q = query_message("ads.corp.test.", RecordType::A, true);
+    let mut open = Vec::new();
+    for source in [INSIDE, OUTSIDE] {
+        let mut c = connect_from(source, s.dns).await;
+        send_framed(&mut c, &q).await;
+        assert!(read_framed(&mut c).await.is_some(), "answered");
+        open.push(c);
+    }
+    let mut third = connect_from(Ipv4Addr::new(127, 0, 0, 8), s.dns).await;
+    assert!(closed(&mut third).await, "a third connection is closed");
+    wait_counter(&s, "rampart_tcp_rejected_total", &["reason=\"total\""], 1.0).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_lets_tcp_queries_in_flight_finish() {
+    let (_h, s) = start("", "").await;
+    let mut c = connect_from(INSIDE, s.dns).await;
+    // Waits for a silent authority: SERVFAIL after the 2 s resolver timeout, within the 5 s
+    // shutdown grace.
+    let slow = query_message("www.slow.test.", RecordType::A, true);
+    send_framed(&mut c, &slow).await;
+    // Once the query is being resolved, stop the server.
+    wait_counter(&s, "rampart_upstream_outstanding", &[], 1.0).await;
+    let stopping = tokio::spawn(s.stop());
+    let m = read_framed(&mut c)
+        .await
+        .expect("the query in flight is answered");
+    assert_eq!(m.metadata.id, slow.metadata.id);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(closed(&mut c).await, "then the connection closes");
+    stopping.await.unwrap();
+}
