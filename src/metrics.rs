@@ -227,8 +227,9 @@ impl Metrics {
         let udp_dropped = IntCounterVec::new(
             Opts::new(
                 "rampart_udp_dropped_total",
-                "UDP datagrams dropped by the listeners, by reason (oversized request, overload: \
-                 too many queries waiting for the general path, send: the reply could not be sent).",
+                "UDP datagrams not served by the pipeline, by reason (oversized request: dropped; \
+                 overload: too many queries waiting for the general path, answered SERVFAIL at \
+                 once; send: the reply could not be sent).",
             ),
             &["reason"],
         )?;

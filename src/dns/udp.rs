@@ -295,7 +295,14 @@ impl Worker {
     fn general(&self, request: &[u8], src: SocketAddr) {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            self.fast.handler().metrics.udp_dropped("overload");
+            // Full (upstreams slow or down): SERVFAIL now rather than silence, so the client
+            // is not left waiting on its own timeout; nothing is queued. Counted as overload.
+            let metrics = &self.fast.handler().metrics;
+            metrics.udp_dropped("overload");
+            let mut out = [0u8; 512];
+            if let Some(n) = super::limits::short_reply(request, 2, false, &mut out) {
+                let _ = self.socket.send_to(&out[..n], src);
+            }
             return;
         }
         let raw = request.to_vec();
