@@ -56,6 +56,10 @@ head -n 2000000 "$data/q-blocked.txt" > "$work/queries.txt"
 cat > "$work/rampart.toml" <<CONF
 [server]
 listen = ["127.0.0.1:$port"]
+# One load generator asks far more than a subscriber would: no rate limits.
+[rate_limit]
+client_qps = 0
+prefix_qps = 0
 [admin]
 listen = "127.0.0.1:$admin"
 token = "bench"
