@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod fast_path;
 mod feeds;
+mod fuzz_regressions;
 mod limits;
 mod lists_stats;
 mod metrics;

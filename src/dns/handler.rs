@@ -27,7 +27,7 @@ use hickory_proto::{
 use hickory_server::{
     net::{runtime::Time, xfer::Protocol},
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
-    zone_handler::{MessageResponse, MessageResponseBuilder},
+    zone_handler::{MessageResponse, MessageResponseBuilder, Queries},
 };
 use tracing::{debug, info};
 
@@ -374,12 +374,51 @@ impl DnsHandler {
         metadata.authentic_data = false;
         metadata.truncation = reply.truncated;
         metadata.response_code = rcode;
-        let mut builder = MessageResponseBuilder::from_message_request(request);
+        // hickory echoes the question as received; a compression pointer in it would point
+        // into our response's header (see `compressed_question`), so such a question is left
+        // out.
+        let mut builder = if compressed_question(request) {
+            MessageResponseBuilder::new(&NO_QUESTIONS, None)
+        } else {
+            MessageResponseBuilder::from_message_request(request)
+        };
         if let Some(e) = edns {
             builder.edns(e);
         }
         builder.build(metadata, answers.iter(), authorities.iter(), [], [])
     }
+}
+
+/// An empty question section, for responses that must not echo the request's.
+static NO_QUESTIONS: std::sync::LazyLock<Queries> = std::sync::LazyLock::new(|| {
+    Queries::read(&mut BinDecoder::new(&[]), 0).expect("zero questions read from nothing")
+});
+
+/// Whether a name in the question section uses a compression pointer. The only bytes before
+/// the first question are the header, so such a pointer points into the header: the name
+/// decodes to whatever the ID and flags spell, and echoing the question verbatim (as hickory
+/// does) would point it at the response's own header instead, which no client can read. Such
+/// a request gets FORMERR without a question.
+fn compressed_question(request: &Request) -> bool {
+    let bytes = request.queries.as_bytes();
+    let mut pos = 0;
+    for _ in 0..request.queries.len() {
+        loop {
+            let Some(&len) = bytes.get(pos) else {
+                return false;
+            };
+            if len & 0xc0 != 0 {
+                return true;
+            }
+            pos += 1 + usize::from(len);
+            if len == 0 {
+                break;
+            }
+        }
+        // Type and class.
+        pos += 4;
+    }
+    false
 }
 
 /// A header-only error response to a request whose header we could read.
@@ -401,6 +440,9 @@ fn formerr_like(header: &Header) -> Vec<u8> {
 
 impl DnsHandler {
     async fn run(&self, request: &Request, notes: &mut Notes) -> (Reply, Outcome) {
+        if compressed_question(request) {
+            return (Reply::empty(ResponseCode::FormErr), Outcome::FormErr);
+        }
         if request.metadata.op_code == OpCode::Notify {
             return self.notify(request);
         }

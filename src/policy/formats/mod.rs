@@ -384,6 +384,12 @@ pub fn check_bytes(bytes: &[u8]) -> Result<&str, ListError> {
             line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
         }
     })?;
+    // Other Unicode spaces (vertical tab, U+00A0, U+3000…) are blank too, as lines are
+    // trimmed: the same test as `parse_reader`'s, so a file is refused whichever way it is read.
+    let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if body.trim().is_empty() {
+        return Err(ListError::Empty);
+    }
     Ok(text)
 }
 
@@ -808,6 +814,20 @@ mod tests {
             assert_eq!(
                 parse_bytes(Format::Plain, bytes).map(|l| l.rules.len()),
                 Err(ListError::Empty),
+                "{bytes:?}"
+            );
+        }
+        // Other whitespace than ASCII's (found by fuzzing: a file holding only a vertical tab
+        // was accepted here and refused by the streaming reader).
+        for bytes in [&b"\x0b"[..], b"\xc2\xa0\n", b"\xef\xbb\xbf\xe3\x80\x80\x0b"] {
+            assert_eq!(
+                parse_bytes(Format::Plain, bytes).map(|l| l.rules.len()),
+                Err(ListError::Empty),
+                "{bytes:?}"
+            );
+            let streamed = parse_reader(Format::Plain, bytes, |_| {});
+            assert!(
+                matches!(streamed, Err(ReadError::List(ListError::Empty))),
                 "{bytes:?}"
             );
         }
