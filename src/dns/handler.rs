@@ -236,6 +236,31 @@ impl DnsHandler {
         self.answer_bytes(raw, src, Protocol::Udp).await
     }
 
+    /// Decode one message read off the wire. `Err(None)`: send nothing (shorter than a header,
+    /// so not DNS; or a response, never answered, against reflection). `Err(Some(bytes))`: the
+    /// header reads but the rest does not, so FORMERR (counted under `protocol`).
+    pub(crate) fn decode(
+        &self,
+        raw: Vec<u8>,
+        src: SocketAddr,
+        protocol: Protocol,
+        started: Instant,
+    ) -> Result<Request, Option<Vec<u8>>> {
+        let header = Header::read(&mut BinDecoder::new(&raw)).map_err(|_| None)?;
+        if header.metadata.message_type == MessageType::Response {
+            return Err(None);
+        }
+        Request::from_bytes(raw, src, protocol).map_err(|_| {
+            self.metrics.observe(
+                "other",
+                protocol_label(protocol),
+                Outcome::FormErr,
+                started.elapsed(),
+            );
+            Some(formerr(&header))
+        })
+    }
+
     /// Answer one DNS message received over `protocol` (UDP or TCP): decode it, run the
     /// pipeline and encode the response. Over UDP the response is cut to the client's payload
     /// size (TC set) and stored in the packet cache when the fast path may serve it next
@@ -249,19 +274,9 @@ impl DnsHandler {
         let started = Instant::now();
         let label = protocol_label(protocol);
         let udp = protocol == Protocol::Udp;
-        // Shorter than a header: not DNS, no answer. Responses are never answered (reflection).
-        let header = Header::read(&mut BinDecoder::new(&raw)).ok()?;
-        if header.metadata.message_type == MessageType::Response {
-            return None;
-        }
-        let request = match Request::from_bytes(raw, src, protocol) {
+        let request = match self.decode(raw, src, protocol, started) {
             Ok(request) => request,
-            Err(_) => {
-                // The header reads but the rest does not: FORMERR.
-                self.metrics
-                    .observe("other", label, Outcome::FormErr, started.elapsed());
-                return Some(formerr(&header));
-            }
+            Err(reply) => return reply,
         };
         let (generation, client_rules, group) = {
             let s = self.policy.load();
@@ -422,7 +437,7 @@ fn compressed_question(request: &Request) -> bool {
 }
 
 /// A header-only error response to a request whose header we could read.
-pub(crate) fn formerr(request: &Header) -> Vec<u8> {
+fn formerr(request: &Header) -> Vec<u8> {
     let mut header = Header {
         metadata: Metadata::response_from_request(&request.metadata),
         counts: HeaderCounts::default(),

@@ -27,14 +27,10 @@ use std::{
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use data_encoding::BASE64URL_NOPAD;
-use hickory_proto::{
-    op::{Header, MessageType},
-    rr::Record,
-    serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
-};
+use hickory_proto::{rr::Record, serialize::binary::BinEncoder};
 use hickory_server::{
     net::{NetError, runtime::TokioTime, xfer::Protocol},
-    server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
+    server::{RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponse,
 };
 use http_body_util::{BodyExt, Full, Limited};
@@ -62,13 +58,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use super::{
-    handler::{DnsHandler, formerr},
-    wire,
-};
+use super::{handler::DnsHandler, wire};
 use crate::{
     config::TlsConfig,
-    metrics::{Metrics, Outcome, TlsMetrics},
+    metrics::{Metrics, TlsMetrics},
 };
 
 /// Queries one DoT connection may have in progress at once; the next waits for a slot.
@@ -399,22 +392,9 @@ async fn answer(
     src: SocketAddr,
     protocol: Protocol,
 ) -> Option<Vec<u8>> {
-    let started = Instant::now();
-    let header = Header::read(&mut BinDecoder::new(&raw)).ok()?;
-    if header.metadata.message_type == MessageType::Response {
-        return None;
-    }
-    let request = match Request::from_bytes(raw, src, protocol) {
+    let request = match handler.decode(raw, src, protocol, Instant::now()) {
         Ok(request) => request,
-        Err(_) => {
-            handler.metrics.observe(
-                "other",
-                super::handler::protocol_label(protocol),
-                Outcome::FormErr,
-                started.elapsed(),
-            );
-            return Some(formerr(&header));
-        }
+        Err(reply) => return reply,
     };
     let capture = Capture::default();
     handler
