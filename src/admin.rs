@@ -196,6 +196,8 @@ pub struct CheckReport {
     pub trigger: Option<&'static str>,
     pub category: Option<String>,
     pub reference: Option<String>,
+    /// Why the deciding list blocks: "policy", "legal" or "security".
+    pub basis: Option<&'static str>,
     /// How a blocked name is answered.
     pub answer: Option<String>,
     /// A log-only list that matched (counted, not applied).
@@ -232,6 +234,7 @@ pub fn check(
         trigger: None,
         category: None,
         reference: None,
+        basis: None,
         answer: None,
         logged_by: evaluation
             .logged
@@ -255,7 +258,10 @@ pub fn check(
         report.category = provenance
             .and_then(|p| p.category.clone())
             .or_else(|| compiled.info.category.clone());
-        report.reference = provenance.and_then(|p| p.reference.clone());
+        report.reference = provenance
+            .and_then(|p| p.reference.clone())
+            .or_else(|| compiled.info.reference.clone());
+        report.basis = Some(compiled.info.basis.as_str());
         if decision == "blocked" {
             report.answer = Some(match snapshot.verdict(m, group) {
                 Verdict::BlockAddress => "block_address".into(),

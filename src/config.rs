@@ -504,6 +504,19 @@ pub struct RawList {
     /// entries of CSV feeds may carry their own.
     #[serde(default)]
     pub category: Option<String>,
+    /// Why this list blocks: "policy" (default: the operator's own policy), "legal" (an order
+    /// of an authority; block page status 451, EDE 16 Censored) or "security" (malware,
+    /// phishing; block page status 403, EDE 15 Blocked).
+    #[serde(default = "default_basis")]
+    pub basis: String,
+    /// The legal reference or reason shown for this list's entries (the number of the
+    /// decision ordering the block, a URL); entries of CSV feeds may carry their own.
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+fn default_basis() -> String {
+    "policy".into()
 }
 
 /// Zone-transfer source of a list.
@@ -733,6 +746,28 @@ pub struct BlockConfig {
     pub ttl: u32,
 }
 
+/// Why a list blocks: decides the block page's HTTP status and the Extended DNS Error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Basis {
+    /// The operator's own policy (EDE 15 Blocked, HTTP 403).
+    #[default]
+    Policy,
+    /// An order of an authority (EDE 16 Censored, HTTP 451 with `Link: rel="blocked-by"`).
+    Legal,
+    /// A security threat: malware, phishing (EDE 15 Blocked, HTTP 403).
+    Security,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Policy => "policy",
+            Basis::Legal => "legal",
+            Basis::Security => "security",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListKind {
     Block,
@@ -794,6 +829,10 @@ pub struct ListConfig {
     pub log_only: bool,
     /// Category of the entries, unless an entry (CSV) says otherwise.
     pub category: Option<String>,
+    /// Why the list blocks (block page status, Extended DNS Error code).
+    pub basis: Basis,
+    /// Legal reference of the entries, unless an entry (CSV) says otherwise.
+    pub reference: Option<String>,
     /// Where new versions come from.
     pub source: Source,
     /// How often the source is checked.
@@ -818,6 +857,8 @@ impl ListConfig {
             policy: None,
             log_only: false,
             category: None,
+            basis: Basis::Policy,
+            reference: None,
             source: Source::File(path.clone()),
             refresh: Duration::from_secs(10),
             max_shrink: 0.5,
@@ -1279,6 +1320,17 @@ impl RawConfig {
                     format!("{} is not a fraction between 0.0 and 1.0", l.max_shrink),
                 ));
             }
+            let basis = match l.basis.as_str() {
+                "policy" => Basis::Policy,
+                "legal" => Basis::Legal,
+                "security" => Basis::Security,
+                other => {
+                    return Err(invalid(
+                        &key("basis"),
+                        format!("`{other}` is not one of \"policy\", \"legal\", \"security\""),
+                    ));
+                }
+            };
             let on_missing = match l.on_missing.as_str() {
                 "serve_without" => OnMissing::ServeWithout,
                 "refuse_start" => OnMissing::RefuseStart,
@@ -1299,6 +1351,8 @@ impl RawConfig {
                 policy,
                 log_only,
                 category: l.category,
+                basis,
+                reference: l.reference,
                 source,
                 refresh,
                 max_shrink: l.max_shrink,

@@ -48,6 +48,10 @@ pub struct ListInfo {
     pub skipped_by_reason: Vec<(&'static str, usize)>,
     /// Category of the list's entries, as configured.
     pub category: Option<String>,
+    /// Why the list blocks, as configured.
+    pub basis: crate::config::Basis,
+    /// Legal reference of the list's entries, as configured.
+    pub reference: Option<String>,
     /// Set when the file could not be read at all.
     pub error: Option<String>,
     pub load_time: Duration,
@@ -147,6 +151,8 @@ impl CompiledList {
             skipped_sample: Vec::new(),
             skipped_by_reason: Vec::new(),
             category: list.category.clone(),
+            basis: list.basis,
+            reference: list.reference.clone(),
             error: None,
             load_time: Duration::ZERO,
             bytes: 0,
