@@ -8,6 +8,10 @@
 //!   table as big as a busy server's, so most lookups miss the CPU cache);
 //! - `blocked_synthesized`: a new subdomain of a listed name each time (packet cache off): wire
 //!   parse, policy lookup in a 100k-name list, block answer written in wire form;
+//! - `blocked_synthesized_logged`: the same with `[query_log] mode = "all"`: each answer also
+//!   becomes a query log entry pushed into the writer's bounded queue (the writer thread formats
+//!   and writes the JSON lines on another core meanwhile; entries it cannot keep up with are
+//!   dropped and counted, as on a server);
 //! - `general_path_blocked`: the same blocked questions through the general path (hickory
 //!   message decode, pipeline, encode), for comparison.
 //!
@@ -31,6 +35,7 @@ use rampart::{
     },
     metrics::Metrics,
     policy::Snapshot,
+    querylog::QueryLog,
 };
 
 const LISTED: usize = 100_000;
@@ -50,8 +55,13 @@ fn query(id: u16, qname: &str, edns: bool) -> Vec<u8> {
     p
 }
 
-/// A fast path over a `LISTED`-name block list; `packet_size` 0 turns the packet cache off.
-fn setup(dir: &std::path::Path, packet_size: usize) -> (Arc<FastPath>, tokio::runtime::Runtime) {
+/// A fast path over a `LISTED`-name block list; `packet_size` 0 turns the packet cache off;
+/// `log`: the query log records every query (to a file in `dir`).
+fn setup(
+    dir: &std::path::Path,
+    packet_size: usize,
+    log: bool,
+) -> (Arc<FastPath>, tokio::runtime::Runtime) {
     let list: String = (0..LISTED)
         .map(|i| format!("listed{i}.example\n"))
         .collect();
@@ -61,9 +71,11 @@ fn setup(dir: &std::path::Path, packet_size: usize) -> (Arc<FastPath>, tokio::ru
          [cache]\npacket_size = {packet_size}\n[state]\ndir = \"state\"\n\
          [rate_limit]\nclient_qps = 1000000000\nclient_burst = 1000000000\n\
          prefix_qps = 1000000000\nprefix_burst = 1000000000\n\
-         [[lists]]\nname = \"block\"\npath = \"block.txt\"\nformat = \"plain\"\n"
+         [[lists]]\nname = \"block\"\npath = \"block.txt\"\nformat = \"plain\"\n\
+         [query_log]\nmode = \"{mode}\"\npath = \"queries-{packet_size}.log\"\n",
+        mode = if log { "all" } else { "off" },
     );
-    let path = dir.join(format!("rampart-{packet_size}.toml"));
+    let path = dir.join(format!("rampart-{packet_size}-{log}.toml"));
     std::fs::write(&path, toml).unwrap();
     let config = Config::load(&path).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -77,7 +89,8 @@ fn setup(dir: &std::path::Path, packet_size: usize) -> (Arc<FastPath>, tokio::ru
         &config.groups,
     )));
     let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
-    let handler = app::build_handler(&config, policy, metrics, None).unwrap();
+    let query_log = QueryLog::start(&config.query_log, policy.clone(), &metrics.registry).unwrap();
+    let handler = app::build_handler_with_log(&config, policy, metrics, None, query_log).unwrap();
     (Arc::new(FastPath::new(handler)), runtime)
 }
 
@@ -88,7 +101,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("fast_path");
     g.throughput(Throughput::Elements(1));
 
-    let (cached, rt1) = setup(dir.path(), 100_000);
+    let (cached, rt1) = setup(dir.path(), 100_000, false);
     let mut tallies = cached.tallies();
     let hot: Vec<Vec<u8>> = (0..ROTATE)
         .map(|i| query(i as u16, &format!("www.listed{}.example", i * 7), true))
@@ -143,7 +156,7 @@ fn bench(c: &mut Criterion) {
         );
     }
 
-    let (uncached, rt) = setup(dir.path(), 0);
+    let (uncached, rt) = setup(dir.path(), 0, false);
     let mut tallies = uncached.tallies();
     let fresh: Vec<Vec<u8>> = (0..ROTATE)
         .map(|i| query(i as u16, &format!("x{i}.listed{}.example", i * 13), false))
@@ -157,6 +170,23 @@ fn bench(c: &mut Criterion) {
             }
             let r = uncached.answer(&fresh[i], client, now, &mut out, &mut tallies);
             debug_assert!(matches!(r, Fast::Reply(_)));
+            black_box(r)
+        })
+    });
+
+    let (logged, _rt_logged) = setup(dir.path(), 0, true);
+    let mut tallies = logged.tallies();
+    g.bench_function("blocked_synthesized_logged", |b| {
+        b.iter(|| {
+            i = (i + 1) % ROTATE;
+            if i % 32 == 0 {
+                tallies.finish_batch(now.elapsed());
+                now = Instant::now();
+            }
+            let r = logged.answer(&fresh[i], client, now, &mut out, &mut tallies);
+            if let Fast::Reply(len) = r {
+                tallies.log_reply(&fresh[i], src, &out[..len]);
+            }
             black_box(r)
         })
     });

@@ -36,6 +36,7 @@ use crate::{
     feeds::manager::Feeds,
     metrics::Metrics,
     policy::{Snapshot, formats::SkipReason},
+    querylog::QueryLog,
 };
 
 /// A started server.
@@ -60,6 +61,7 @@ pub struct Running {
     limits: Arc<Limits>,
     /// How long queries in flight get to finish once shutdown starts.
     grace: Duration,
+    query_log: Option<Arc<QueryLog>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -79,6 +81,17 @@ pub fn build_handler(
     metrics: Metrics,
     feeds: Option<Arc<Feeds>>,
 ) -> anyhow::Result<Arc<DnsHandler>> {
+    build_handler_with_log(config, policy, metrics, feeds, None)
+}
+
+/// [`build_handler`] with the query log the server records to.
+pub fn build_handler_with_log(
+    config: &Config,
+    policy: Arc<ArcSwap<Snapshot>>,
+    metrics: Metrics,
+    feeds: Option<Arc<Feeds>>,
+    query_log: Option<Arc<QueryLog>>,
+) -> anyhow::Result<Arc<DnsHandler>> {
     let upstream = Upstream::new(&config.resolver).context("setting up the resolver")?;
     Ok(Arc::new(DnsHandler {
         policy,
@@ -90,6 +103,7 @@ pub fn build_handler(
         packets: Arc::new(PacketCache::new(config.cache.packet_size)),
         limits: Arc::new(Limits::new(config, &metrics)),
         metrics,
+        query_log,
     }))
 }
 
@@ -109,11 +123,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     feeds.initial_load().await?;
     log_lists(&policy.load());
 
-    let handler = build_handler(
+    let query_log = QueryLog::start(&config.query_log, policy.clone(), &metrics.registry)
+        .context("starting the query log")?;
+    let handler = build_handler_with_log(
         &config,
         policy.clone(),
         metrics.clone(),
         Some(feeds.clone()),
+        query_log.clone(),
     )?;
     let (cache, packets) = (handler.cache.clone(), handler.packets.clone());
     let limits = handler.limits.clone();
@@ -263,6 +280,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         workers: Some(workers),
         limits: handler.limits.clone(),
         grace,
+        query_log,
     })
 }
 
@@ -315,6 +333,10 @@ impl Running {
         }
         for t in self.tasks {
             let _ = t.await;
+        }
+        // Last: every query answered above is in the log's queue; write it out.
+        if let Some(log) = self.query_log {
+            let _ = tokio::task::spawn_blocking(move || log.shutdown(Duration::from_secs(2))).await;
         }
     }
 }

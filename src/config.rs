@@ -68,6 +68,94 @@ pub struct RawConfig {
     pub tcp: TcpConfig,
     /// Encrypted listeners: DNS over TLS and DNS over HTTPS.
     pub tls: RawTls,
+    /// The query log (JSON lines) and dnstap.
+    pub query_log: RawQueryLog,
+}
+
+/// `[query_log]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQueryLog {
+    /// "blocked" (every blocked or rewritten query), "all" or "off".
+    pub mode: String,
+    /// JSON-lines file (relative to the config file's folder). Empty: no file.
+    pub path: String,
+    /// Rotate the file when it reaches this size: bytes, or a string like "100MiB" (0: never).
+    pub rotate_size: ByteSize,
+    /// Rotate the file when it is this old ("0s": never).
+    #[serde(with = "humantime_serde")]
+    pub rotate_every: Duration,
+    /// Rotated files kept (0: no limit by count).
+    pub keep: usize,
+    /// Rotated files older than this are deleted ("0s": no limit by age).
+    #[serde(with = "humantime_serde")]
+    pub keep_for: Duration,
+    /// Entries waiting for the writer; past it entries are dropped and counted.
+    pub queue: usize,
+    /// How the client address is written: "full", "truncated" (/24, /48) or "hashed".
+    pub client: String,
+    /// Key of the hashed client addresses (HMAC-SHA256); required with client = "hashed".
+    pub hash_secret: String,
+    /// dnstap collector: "unix:/path" or "tcp:IP:port". Empty: off.
+    pub dnstap: String,
+}
+
+impl Default for RawQueryLog {
+    fn default() -> Self {
+        Self {
+            mode: "blocked".into(),
+            path: "log/queries.log".into(),
+            rotate_size: ByteSize::Bytes(100 << 20),
+            rotate_every: Duration::from_secs(86_400),
+            keep: 30,
+            keep_for: Duration::ZERO,
+            queue: 65_536,
+            client: "full".into(),
+            hash_secret: String::new(),
+            dnstap: String::new(),
+        }
+    }
+}
+
+/// A size in bytes: a number, or a string with a unit ("100MiB", "1GB", "512KiB").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ByteSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl ByteSize {
+    /// The size in bytes, or a message saying what is wrong.
+    pub fn bytes(&self) -> Result<u64, String> {
+        let text = match self {
+            Self::Bytes(n) => return Ok(*n),
+            Self::Text(t) => t.trim(),
+        };
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1000 * 1000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1000 * 1000 * 1000,
+            "gib" => 1 << 30,
+            _ => {
+                return Err(format!(
+                    "`{text}` is not a size like 104857600, \"100MiB\" or \"1GB\""
+                ));
+            }
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(factor))
+            .ok_or_else(|| format!("`{text}` is not a size like 104857600, \"100MiB\" or \"1GB\""))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -601,6 +689,71 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub tcp: TcpConfig,
     pub tls: TlsConfig,
+    pub query_log: QueryLogConfig,
+}
+
+/// Which queries the query log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryLogMode {
+    Off,
+    /// Blocked and rewritten queries.
+    Blocked,
+    All,
+}
+
+/// How client addresses appear in the query log and dnstap.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientPrivacy {
+    Full,
+    /// IPv4 to its /24, IPv6 to its /48.
+    Truncated,
+    /// A keyed hash (HMAC-SHA256 with this secret) instead of the address.
+    Hashed(Vec<u8>),
+}
+
+impl fmt::Debug for ClientPrivacy {
+    // The secret stays out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Full => "Full",
+            Self::Truncated => "Truncated",
+            Self::Hashed(_) => "Hashed",
+        })
+    }
+}
+
+/// Where dnstap frames go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnstapTarget {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+/// Validated `[query_log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryLogConfig {
+    pub mode: QueryLogMode,
+    /// The JSON-lines file; None: no file.
+    pub path: Option<PathBuf>,
+    /// Rotate at this size in bytes (0: never).
+    pub rotate_size: u64,
+    /// Rotate when the file is this old (zero: never).
+    pub rotate_every: Duration,
+    /// Rotated files kept (0: any number).
+    pub keep: usize,
+    /// Rotated files older than this are deleted (zero: never).
+    pub keep_for: Duration,
+    /// Bounded queue between the query path and the writer (at least 1).
+    pub queue: usize,
+    pub client: ClientPrivacy,
+    pub dnstap: Option<DnstapTarget>,
+}
+
+impl QueryLogConfig {
+    /// Whether anything is logged at all.
+    pub fn enabled(&self) -> bool {
+        self.mode != QueryLogMode::Off && (self.path.is_some() || self.dnstap.is_some())
+    }
 }
 
 /// What happens to a query from a network that may not query.
@@ -1366,6 +1519,8 @@ impl RawConfig {
         let rate_limit = validate_rate_limit(self.rate_limit).map_err(|(k, m)| invalid(&k, m))?;
         let tcp = validate_tcp(self.tcp).map_err(|(k, m)| invalid(&k, m))?;
         let tls = validate_tls(self.tls, &resolve).map_err(|(k, m)| invalid(&k, m))?;
+        let query_log =
+            validate_query_log(self.query_log, &resolve).map_err(|(k, m)| invalid(&k, m))?;
 
         Ok(Config {
             source: path.to_owned(),
@@ -1399,8 +1554,82 @@ impl RawConfig {
             rate_limit,
             tcp,
             tls,
+            query_log,
         })
     }
+}
+
+fn validate_query_log(
+    raw: RawQueryLog,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<QueryLogConfig, (String, String)> {
+    let err = |k: &str, m: String| Err((format!("query_log.{k}"), m));
+    let mode = match raw.mode.as_str() {
+        "off" => QueryLogMode::Off,
+        "blocked" => QueryLogMode::Blocked,
+        "all" => QueryLogMode::All,
+        other => {
+            return err(
+                "mode",
+                format!("`{other}` is not one of \"blocked\", \"all\", \"off\""),
+            );
+        }
+    };
+    let rotate_size = match raw.rotate_size.bytes() {
+        Ok(n) => n,
+        Err(m) => return err("rotate_size", m),
+    };
+    if raw.queue == 0 {
+        return err("queue", "must be at least 1".into());
+    }
+    if raw.queue > 16 << 20 {
+        return err("queue", format!("{} is more than 16777216", raw.queue));
+    }
+    let client = match raw.client.as_str() {
+        "full" => ClientPrivacy::Full,
+        "truncated" => ClientPrivacy::Truncated,
+        "hashed" if raw.hash_secret.len() < 16 => {
+            return err(
+                "hash_secret",
+                "client = \"hashed\" needs a secret of at least 16 characters".into(),
+            );
+        }
+        "hashed" => ClientPrivacy::Hashed(raw.hash_secret.into_bytes()),
+        other => {
+            return err(
+                "client",
+                format!("`{other}` is not one of \"full\", \"truncated\", \"hashed\""),
+            );
+        }
+    };
+    let dnstap = match raw.dnstap.as_str() {
+        "" => None,
+        s => {
+            if let Some(path) = s.strip_prefix("unix:").filter(|p| !p.is_empty()) {
+                Some(DnstapTarget::Unix(resolve(path)))
+            } else if let Some(addr) = s.strip_prefix("tcp:").and_then(|a| a.parse().ok()) {
+                Some(DnstapTarget::Tcp(addr))
+            } else {
+                return err(
+                    "dnstap",
+                    format!("`{s}` is not \"unix:/path/to/socket\" or \"tcp:IP:port\""),
+                );
+            }
+        }
+    };
+    Ok(QueryLogConfig {
+        mode,
+        path: Some(raw.path)
+            .filter(|p| !p.is_empty())
+            .map(|p| resolve(&p)),
+        rotate_size,
+        rotate_every: raw.rotate_every,
+        keep: raw.keep,
+        keep_for: raw.keep_for,
+        queue: raw.queue,
+        client,
+        dnstap,
+    })
 }
 
 fn validate_access(a: &RawAccess) -> Result<AccessConfig, (String, String)> {
@@ -1707,6 +1936,24 @@ mod tests {
         assert_eq!(empty.rate_limit, c.rate_limit);
         assert_eq!(empty.tcp, c.tcp);
         assert_eq!(format!("{:?}", empty.tls), format!("{:?}", c.tls));
+        // The log file's folder differs like the state folder's; everything else is equal.
+        assert_eq!(
+            QueryLogConfig {
+                path: None,
+                ..empty.query_log.clone()
+            },
+            QueryLogConfig {
+                path: None,
+                ..c.query_log.clone()
+            }
+        );
+        assert!(
+            c.query_log
+                .path
+                .as_ref()
+                .is_some_and(|p| p.ends_with("log/queries.log"))
+        );
+        assert_eq!(c.query_log.rotate_size, 100 << 20);
         assert!(!c.lists[0].path.to_string_lossy().contains(".."));
     }
 
@@ -1779,6 +2026,21 @@ mod tests {
             (
                 "[server]\nmax_udp_payload = \"big\"\n",
                 "server.max_udp_payload",
+            ),
+            ("[query_log]\nmode = \"some\"\n", "query_log.mode"),
+            (
+                "[query_log]\nrotate_size = \"10 parsecs\"\n",
+                "query_log.rotate_size",
+            ),
+            ("[query_log]\nqueue = 0\n", "query_log.queue"),
+            (
+                "[query_log]\nclient = \"hashed\"\n",
+                "query_log.hash_secret",
+            ),
+            ("[query_log]\nclient = \"masked\"\n", "query_log.client"),
+            (
+                "[query_log]\ndnstap = \"udp:1.2.3.4:6000\"\n",
+                "query_log.dnstap",
             ),
         ] {
             let err = Config::from_toml(text, &default_path())

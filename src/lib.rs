@@ -11,6 +11,7 @@
 //! - [`metrics`] and [`admin`]: Prometheus collectors and the HTTP endpoint (metrics, health,
 //!   the `/v1` list API).
 //! - [`check`]: `rampart lists check`, the operator's explanation of a decision.
+//! - [`querylog`]: the query log (JSON lines, rotation, dnstap) and `rampart log search`.
 //! - [`config`]: the TOML file, validated into [`config::Config`].
 //! - [`process`]: permission checks before start and dropping root after binding.
 
@@ -23,3 +24,4 @@ pub mod feeds;
 pub mod metrics;
 pub mod policy;
 pub mod process;
+pub mod querylog;

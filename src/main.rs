@@ -1,4 +1,5 @@
-//! The `rampart` command: run the resolver, validate a config, or explain a list decision.
+//! The `rampart` command: run the resolver, validate a config, explain a list decision, or
+//! search the query log.
 //! Errors go to stderr in one plain sentence and the exit code is non-zero.
 
 use std::path::PathBuf;
@@ -41,6 +42,41 @@ enum Command {
     Lists {
         #[command(subcommand)]
         command: ListsCommand,
+    },
+    /// Read the query log.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Print the query log entries (current and rotated files, oldest first) for DOMAIN and
+    /// its subdomains, a client, or a time range; the JSON lines as written, or a table.
+    Search {
+        /// The domain, e.g. example.com (matches its subdomains too). Absent: every domain.
+        domain: Option<String>,
+        /// Only entries at or after this time: a duration back from now ("1h", "30m",
+        /// "2days") or a UTC time ("2026-12-06T12:00:00Z").
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries at or before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only entries of this client address (found also when the log truncates it, and
+        /// when it hashes it with the secret of --config).
+        #[arg(long)]
+        client: Option<String>,
+        /// Configuration file whose [query_log] path is searched.
+        #[arg(short, long, default_value = DEFAULT_CONFIG, conflicts_with = "dir")]
+        config: PathBuf,
+        /// Search every file in this folder instead (e.g. logs copied off a server).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// A readable table instead of JSON lines.
+        #[arg(long)]
+        table: bool,
     },
 }
 
@@ -154,6 +190,75 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = check::explain(&snapshot, &config.block, &name, client)
                 .map_err(anyhow::Error::msg)?;
             out(&report);
+            Ok(())
+        }
+        Command::Log {
+            command:
+                LogCommand::Search {
+                    domain,
+                    since,
+                    until,
+                    client,
+                    config,
+                    dir,
+                    table,
+                },
+        } => {
+            use rampart::querylog::search;
+            let (files, privacy, place) = match dir {
+                Some(dir) => {
+                    let files = search::files_in(&dir)
+                        .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+                    (files, None, dir)
+                }
+                None => {
+                    let loaded = Config::load(&config)?;
+                    let Some(path) = loaded.query_log.path.clone() else {
+                        anyhow::bail!(
+                            "{}: query_log.path is empty, so there is no log file to search",
+                            config.display()
+                        );
+                    };
+                    (search::files_of(&path), Some(loaded.query_log.client), path)
+                }
+            };
+            if files.is_empty() {
+                anyhow::bail!("no query log files at {}", place.display());
+            }
+            let filter = search::Filter::new(
+                domain.as_deref(),
+                since.as_deref(),
+                until.as_deref(),
+                client.as_deref(),
+                privacy.as_ref(),
+                std::time::SystemTime::now(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let found = match search::search(&files, &filter, table, &mut out) {
+                Ok(found) => found,
+                // `rampart log search … | head` closes the pipe: not an error.
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let _ = std::io::Write::flush(&mut out);
+            drop(out);
+            eprintln!(
+                "{} matching entries in {} files{}",
+                found.matched,
+                files.len(),
+                if found.unreadable > 0 {
+                    format!(" ({} lines were not log entries)", found.unreadable)
+                } else {
+                    String::new()
+                }
+            );
             Ok(())
         }
         Command::Lists {

@@ -11,6 +11,7 @@ mod limits;
 mod lists_stats;
 mod metrics;
 mod process;
+mod querylog;
 mod resolve;
 mod rpz;
 mod stale;

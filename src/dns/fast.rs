@@ -8,7 +8,7 @@
 //! encoding, name compression included); `tests/fast_path.rs` compares the two on the wire.
 
 use std::{
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -24,6 +24,7 @@ use super::{
 use crate::{
     metrics::{Outcome, qtype_index, qtype_labels},
     policy::{Decision, Match, Snapshot, Trigger, Verdict},
+    querylog::{Entry, QueryLog, Transport, now_ns},
 };
 
 /// A worker's own counters for what the fast path answers, flushed to the shared metrics once
@@ -38,6 +39,17 @@ pub struct Tallies {
     generation: u64,
     blocked: Vec<LocalIntCounter>,
     allowed: Vec<LocalIntCounter>,
+    /// The query log, when it is on.
+    log: Option<FastLog>,
+}
+
+/// A worker's side of the query log: what the last fast answer was (set by `count`, taken by
+/// [`Tallies::log_reply`] once the worker knows the client's port and the response bytes) and
+/// the wall-clock time of the batch, read once per batch rather than once per query.
+struct FastLog {
+    log: Arc<QueryLog>,
+    last: Option<(Tally, Option<Match>, u64)>,
+    batch_time: Option<u64>,
 }
 
 impl std::fmt::Debug for Tallies {
@@ -47,7 +59,17 @@ impl std::fmt::Debug for Tallies {
 }
 
 impl Tallies {
-    fn count(&mut self, fast: &FastPath, snapshot: &Snapshot, qtype: u16, tally: Tally) {
+    fn count(
+        &mut self,
+        fast: &FastPath,
+        snapshot: &Snapshot,
+        qtype: u16,
+        tally: Tally,
+        rule: Option<Match>,
+    ) {
+        if let Some(log) = &mut self.log {
+            log.last = Some((tally, rule, snapshot.generation));
+        }
         if snapshot.generation != self.generation {
             self.flush_lists();
             let m = &fast.handler.metrics;
@@ -73,9 +95,38 @@ impl Tallies {
         }
     }
 
+    /// Record the fast answer just given (`response`, to `client`) in the query log, if it is
+    /// on and wants it. One branch when it is off.
+    #[inline]
+    pub fn log_reply(&mut self, request: &[u8], client: SocketAddr, response: &[u8]) {
+        let Some(log) = &mut self.log else { return };
+        let Some((tally, m, generation)) = log.last.take() else {
+            return;
+        };
+        if !log.log.wants(tally.outcome) {
+            return;
+        }
+        let time = *log.batch_time.get_or_insert_with(now_ns);
+        let mut e = Entry::new(time, client, Transport::Udp, request);
+        e.outcome = tally.outcome;
+        e.rcode = response.get(3).map(|b| u16::from(b & 0x0f));
+        e.generation = generation;
+        e.blocked = tally.blocked_by.map(|list| (list, m));
+        e.allowed_by = tally.allowed_by;
+        // With dnstap on, the response is copied for it (one allocation); otherwise the entry
+        // is a fixed-size copy into the queue.
+        if log.log.keeps_responses() {
+            e.response = Some(response.into());
+        }
+        log.log.push(e);
+    }
+
     /// End of a batch that took `elapsed` from reading to answering: record that as the
     /// duration of each fast answer in it, and publish the counts.
     pub fn finish_batch(&mut self, elapsed: Duration) {
+        if let Some(log) = &mut self.log {
+            log.batch_time = None;
+        }
         let secs = elapsed.as_secs_f64();
         for _ in 0..std::mem::take(&mut self.pending) {
             self.duration.observe(secs);
@@ -136,6 +187,11 @@ impl FastPath {
             generation: 0,
             blocked: Vec::new(),
             allowed: Vec::new(),
+            log: self.handler.query_log.clone().map(|log| FastLog {
+                log,
+                last: None,
+                batch_time: None,
+            }),
         }
     }
 
@@ -178,7 +234,7 @@ impl FastPath {
                 req,
                 out,
             ) {
-                tallies.count(self, &snapshot, q.qtype, hit.tally);
+                tallies.count(self, &snapshot, q.qtype, hit.tally, None);
                 return Fast::Reply(hit.len);
             }
         }
@@ -264,7 +320,7 @@ impl FastPath {
             blocked_by: Some(m.list),
             allowed_by: None,
         };
-        tallies.count(self, snapshot, q.qtype, tally);
+        tallies.count(self, snapshot, q.qtype, tally, Some(m));
         Fast::Reply(len)
     }
 }

@@ -44,6 +44,7 @@ use crate::{
     feeds::manager::{Feeds, NotifyResult},
     metrics::{Metrics, Outcome, qtype_label},
     policy::{Decision, Match, QueryName, Snapshot, Verdict, groups::GroupId},
+    querylog::{Entry, QueryLog, Transport},
 };
 
 /// Everything a query needs, shared by all listener tasks.
@@ -62,6 +63,8 @@ pub struct DnsHandler {
     pub packets: Arc<PacketCache>,
     /// Access control and rate limits (checked by every listener before this pipeline).
     pub limits: Arc<Limits>,
+    /// The query log; None when off (then the query path pays one branch for it).
+    pub query_log: Option<Arc<QueryLog>>,
 }
 
 impl std::fmt::Debug for DnsHandler {
@@ -142,6 +145,10 @@ pub struct Notes {
     pub uncacheable: bool,
     pub blocked_by: Option<usize>,
     pub allowed_by: Option<usize>,
+    /// The rule that blocked or rewrote the answer (for the query log).
+    pub blocked: Option<Match>,
+    /// The policy generation the query was answered under.
+    pub generation: u64,
 }
 
 /// hickory-server's listeners (TCP) and our UDP workers share one handler.
@@ -169,15 +176,17 @@ impl RequestHandler for DnsHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let started = Instant::now();
+        let wall = self.query_log.as_ref().map(|_| crate::querylog::now_ns());
         let protocol = protocol_label(request.protocol());
         let qtype = request_qtype(request);
+        let mut notes = Notes::default();
 
         // Listeners of hickory-server (DoT, DoH) are checked here; UDP and plain TCP are
         // checked by our own listeners before they decode anything. Denied queries are
         // counted in `rampart_access_denied_total`, not with the queries answered.
         let denied = self.limits.denied(request.src().ip());
         let (reply, outcome) = match denied {
-            None => self.run(request, &mut Notes::default()).await,
+            None => self.run(request, &mut notes).await,
             Some(action) => {
                 self.limits.count_denied(protocol, action);
                 let reply = Reply {
@@ -193,6 +202,19 @@ impl RequestHandler for DnsHandler {
                     .observe(qtype, protocol, outcome, started.elapsed());
             }
         };
+        if let (Some(log), Some(wall), None) = (&self.query_log, wall, denied) {
+            let rcode = (!reply.drop).then(|| self.response_edns(request, reply.rcode).1);
+            log_query(
+                log,
+                wall,
+                started,
+                request,
+                outcome,
+                &notes,
+                rcode.map(u16::from),
+                None,
+            );
+        }
         if reply.drop {
             // RPZ DROP: the client hears nothing, as if the packet were lost.
             observe(outcome);
@@ -272,6 +294,7 @@ impl DnsHandler {
         protocol: Protocol,
     ) -> Option<Vec<u8>> {
         let started = Instant::now();
+        let wall = self.query_log.as_ref().map(|_| crate::querylog::now_ns());
         let label = protocol_label(protocol);
         let udp = protocol == Protocol::Udp;
         let request = match self.decode(raw, src, protocol, started) {
@@ -287,6 +310,9 @@ impl DnsHandler {
         self.metrics
             .observe(request_qtype(&request), label, outcome, started.elapsed());
         if reply.drop {
+            if let (Some(log), Some(wall)) = (&self.query_log, wall) {
+                log_query(log, wall, started, &request, outcome, &notes, None, None);
+            }
             return None;
         }
         let (edns, rcode) = self.response_edns(&request, reply.rcode);
@@ -307,6 +333,19 @@ impl DnsHandler {
             };
             header.metadata.response_code = ResponseCode::ServFail;
             return Some(formerr_like(&header));
+        }
+        if let (Some(log), Some(wall)) = (&self.query_log, wall) {
+            let rcode = Some(u16::from(bytes.get(3).map_or(0, |b| b & 0x0f)));
+            log_query(
+                log,
+                wall,
+                started,
+                &request,
+                outcome,
+                &notes,
+                rcode,
+                Some(&bytes),
+            );
         }
         if !udp {
             return Some(bytes);
@@ -480,6 +519,7 @@ impl DnsHandler {
 
         // Policy, question phase.
         let snapshot = self.policy.load();
+        notes.generation = snapshot.generation;
         let canonical = QueryName::new(qname);
         let group = snapshot.group_of(client);
         let evaluation =
@@ -687,6 +727,7 @@ impl DnsHandler {
             self.metrics.blocked_by(&list.name);
             notes.blocked_by = Some(m.list);
         }
+        notes.blocked = Some(m);
         // The listed name is the matched suffix of the query; address triggers have none, and
         // their negative answers carry the query name as the SOA owner.
         let zone = match m.hit.suffix_len {
@@ -761,6 +802,38 @@ impl DnsHandler {
             );
         }
     }
+}
+
+/// Record one answered query in the query log, if its outcome is wanted.
+#[allow(clippy::too_many_arguments)]
+fn log_query(
+    log: &QueryLog,
+    wall: u64,
+    started: Instant,
+    request: &Request,
+    outcome: Outcome,
+    notes: &Notes,
+    rcode: Option<u16>,
+    response: Option<&[u8]>,
+) {
+    if !log.wants(outcome) {
+        return;
+    }
+    let transport = Transport::from_label(protocol_label(request.protocol()));
+    let mut e = Entry::new(wall, request.src(), transport, request.as_slice());
+    e.elapsed_us = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
+    e.outcome = outcome;
+    e.rcode = rcode;
+    e.generation = notes.generation;
+    e.blocked = notes
+        .blocked_by
+        .or(notes.blocked.map(|m| m.list))
+        .map(|list| (list, notes.blocked.filter(|m| m.list == list)));
+    e.allowed_by = notes.allowed_by;
+    if log.keeps_responses() {
+        e.response = response.map(Box::from);
+    }
+    log.push(e);
 }
 
 /// Resolve a cache miss upstream and store the answer.

@@ -236,6 +236,7 @@ impl Worker {
                 };
                 match fast {
                     Fast::Reply(len) => {
+                        tallies.log_reply(request, src, &tx[replies][..len]);
                         lens[replies] = len;
                         dests[replies] = Some(SockaddrStorage::from(src));
                         replies += 1;
