@@ -292,6 +292,18 @@ async fn dot_and_doh_answer_like_udp_and_are_labelled_by_protocol() {
         "notAfter 2031-01-01T00:00:00Z"
     );
     crate::metrics::promtool_check(&after);
+    // The default query log (blocked queries) has them too, by protocol.
+    let log = s.dir.path().join("log/queries.log");
+    let logged = |protocol: &str| {
+        let field = format!("\"protocol\":\"{protocol}\"");
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&field) && l.contains("\"outcome\":\"blocked\""))
+            .count()
+    };
+    let ok = eventually(|| async { logged("tls") == 5 && logged("https") == 8 }).await;
+    assert!(ok, "tls {}, https {}", logged("tls"), logged("https"));
     s.stop().await;
 }
 
