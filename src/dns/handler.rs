@@ -21,7 +21,7 @@ use std::{
 use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, Query, ResponseCode},
-    rr::{DNSClass, LowerName, Name, Record, RecordType},
+    rr::{DNSClass, LowerName, Name, Record, RecordType, rdata::opt::EdnsOption},
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 use hickory_server::{
@@ -142,6 +142,8 @@ pub struct Notes {
     pub uncacheable: bool,
     pub blocked_by: Option<usize>,
     pub allowed_by: Option<usize>,
+    /// Extended DNS Error data (INFO-CODE and EXTRA-TEXT) of a synthesized answer.
+    pub ede: Option<Vec<u8>>,
 }
 
 /// hickory-server's listeners (TCP) and our UDP workers share one handler.
@@ -176,8 +178,9 @@ impl RequestHandler for DnsHandler {
         // checked by our own listeners before they decode anything. Denied queries are
         // counted in `rampart_access_denied_total`, not with the queries answered.
         let denied = self.limits.denied(request.src().ip());
+        let mut notes = Notes::default();
         let (reply, outcome) = match denied {
-            None => self.run(request, &mut Notes::default()).await,
+            None => self.run(request, &mut notes).await,
             Some(action) => {
                 self.limits.count_denied(protocol, action);
                 let reply = Reply {
@@ -203,7 +206,7 @@ impl RequestHandler for DnsHandler {
                 counts: HeaderCounts::default(),
             });
         }
-        let (edns, rcode) = self.response_edns(request, reply.rcode);
+        let (edns, rcode) = self.response_edns(request, reply.rcode, notes.ede.take());
         let response = self.build(request, &reply, edns.as_ref(), rcode);
         let metadata = *response.metadata();
         let info = match response_handle.send_response(response).await {
@@ -289,7 +292,7 @@ impl DnsHandler {
         if reply.drop {
             return None;
         }
-        let (edns, rcode) = self.response_edns(&request, reply.rcode);
+        let (edns, rcode) = self.response_edns(&request, reply.rcode, notes.ede.take());
         let max_size = match (udp, &edns) {
             (false, _) => u16::MAX,
             (true, None) => 512,
@@ -330,6 +333,13 @@ impl DnsHandler {
         {
             let mut key = [0u8; wire::MAX_KEY];
             let n = wire::cache_key(request.as_slice(), &view, group as u16, &mut key);
+            // An answer that followed no CNAME or DNAME depends on the policy only through
+            // its question name's decision, so it can be revalidated after a list update.
+            let revalidatable = tally_outcome == Outcome::CacheHit
+                && !reply
+                    .answers
+                    .iter()
+                    .any(|r| matches!(r.record_type(), RecordType::CNAME | RecordType::DNAME));
             self.packets.store(
                 &key[..n],
                 &bytes,
@@ -340,17 +350,20 @@ impl DnsHandler {
                     blocked_by: notes.blocked_by,
                     allowed_by: notes.allowed_by,
                 },
+                revalidatable,
             );
         }
         Some(bytes)
     }
 
     /// The response's EDNS record (answered in kind, RFC 6891: the smaller of the client's
-    /// payload size and ours) and the RCODE after the version check (BADVERS above 0).
+    /// payload size and ours), with the Extended DNS Error `ede` if any (RFC 8914: only to
+    /// clients that sent EDNS), and the RCODE after the version check (BADVERS above 0).
     fn response_edns(
         &self,
         request: &Request,
         rcode: ResponseCode,
+        ede: Option<Vec<u8>>,
     ) -> (Option<Edns>, ResponseCode) {
         let Some(req_edns) = &request.edns else {
             return (None, rcode);
@@ -361,6 +374,10 @@ impl DnsHandler {
         let rcode = if req_edns.version() > 0 {
             ResponseCode::BADVERS
         } else {
+            if let Some(data) = ede {
+                e.options_mut()
+                    .insert(EdnsOption::Unknown(super::ede::OPTION, data));
+            }
             rcode
         };
         (Some(e), rcode)
@@ -661,6 +678,7 @@ impl DnsHandler {
         if verdict == Verdict::TcpOnly && !q.udp {
             return None;
         }
+        notes.ede = super::ede::Ede::of(snapshot, m, group).map(|e| e.data());
         Some(self.rewrite(snapshot, m, verdict, q, notes).await)
     }
 
