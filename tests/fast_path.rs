@@ -155,3 +155,66 @@ async fn fast_and_general_paths_answer_alike() {
     fast.stop().await;
     general.stop().await;
 }
+
+/// After a list update, packet-cache entries whose name the new policy decides as before are
+/// served again (revalidated), while a name the update blocks, and a CNAME whose target it
+/// blocks, are blocked at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_updates_keep_unaffected_entries_and_block_affected_ones_at_once() {
+    let h = Hierarchy::start().await;
+    let s = TestServer::start(
+        &h,
+        Setup {
+            files: vec![("live.txt", "unrelated.test\n".to_string())],
+            extra: "[[lists]]\nname = \"live\"\npath = \"live.txt\"\nformat = \"plain\"\nrefresh = \"50ms\"\n"
+                .into(),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let compiles = |m: &str| metric_sum(m, "rampart_list_compiles_total", &["list=\"live\""]);
+    let update = |content: &'static str| {
+        let s = &s;
+        async move {
+            let before = compiles(&s.metrics().await);
+            std::fs::write(s.dir.path().join("live.txt"), content).unwrap();
+            assert!(
+                eventually(|| async { compiles(&s.metrics().await) > before }).await,
+                "list version compiled"
+            );
+            // The version is in service once /v1/check sees it.
+            let first = content.lines().last().unwrap().to_string();
+            assert!(
+                eventually(|| async {
+                    http_get(s.admin, &format!("/v1/check?name={first}"))
+                        .await
+                        .1
+                        .contains("\"blocked\"")
+                })
+                .await
+            );
+        }
+    };
+    for _ in 0..2 {
+        for q in ["www.corp.test.", "alias.corp.test."] {
+            let m = ask(s.dns, Transport::Udp, q, RecordType::A).await;
+            assert_eq!(a_records(&m), vec![WWW_V4], "{q}");
+        }
+    }
+    // An update that does not concern them: same answers.
+    update("unrelated.test\nother.test\n").await;
+    for q in ["www.corp.test.", "alias.corp.test."] {
+        let m = ask(s.dns, Transport::Udp, q, RecordType::A).await;
+        assert_eq!(a_records(&m), vec![WWW_V4], "{q} after an unrelated update");
+    }
+    // An update that blocks the target: both blocked at once (the alias through its CNAME).
+    update("unrelated.test\nwww.corp.test\n").await;
+    let m = ask(s.dns, Transport::Udp, "www.corp.test.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![std::net::Ipv4Addr::LOCALHOST]);
+    let m = ask(s.dns, Transport::Udp, "alias.corp.test.", RecordType::A).await;
+    assert!(
+        !a_records(&m).contains(&WWW_V4),
+        "the alias's cached answer must not survive its target being blocked: {m:?}"
+    );
+    s.stop().await;
+}
