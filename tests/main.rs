@@ -4,6 +4,8 @@
 mod support;
 
 mod cli;
+mod dashboard;
+mod ede;
 mod fast_path;
 mod feeds;
 mod fuzz_regressions;
