@@ -388,6 +388,9 @@ pub struct RawCache {
     /// in the background (RFC 8767 client response timer; 0s: wait for the resolver deadline).
     #[serde(with = "humantime_serde")]
     pub stale_answer_after: Duration,
+    /// Up to this fraction is taken off each cached TTL of 10 s or more, at random, so names
+    /// fetched together do not all expire (and get refetched) in the same second.
+    pub ttl_jitter: f64,
 }
 
 impl Default for RawCache {
@@ -401,6 +404,7 @@ impl Default for RawCache {
             serve_stale: Duration::from_secs(86_400),
             stale_ttl: Duration::from_secs(30),
             stale_answer_after: Duration::ZERO,
+            ttl_jitter: 0.1,
         }
     }
 }
@@ -737,6 +741,8 @@ pub struct CacheConfig {
     /// Refreshes of expired entries wait at most this long before the stale copy is served
     /// (zero: the resolver deadline).
     pub stale_answer_after: Duration,
+    /// Largest fraction taken off a cached TTL at random (0: none).
+    pub ttl_jitter: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -1094,7 +1100,14 @@ impl RawConfig {
             serve_stale: c.serve_stale,
             stale_ttl: secs("cache.stale_ttl", c.stale_ttl)?,
             stale_answer_after: c.stale_answer_after,
+            ttl_jitter: c.ttl_jitter,
         };
+        if !(0.0..=0.5).contains(&cache.ttl_jitter) {
+            return Err(invalid(
+                "cache.ttl_jitter",
+                format!("{} is not a fraction between 0.0 and 0.5", cache.ttl_jitter),
+            ));
+        }
         if cache.stale_ttl == 0 {
             return Err(invalid("cache.stale_ttl", "must be at least 1s".into()));
         }
