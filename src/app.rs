@@ -87,7 +87,10 @@ pub fn build_handler(
         block: config.block.clone(),
         max_udp_payload: config.max_udp_payload,
         feeds,
-        packets: Arc::new(PacketCache::new(config.cache.packet_size)),
+        packets: Arc::new(PacketCache::new(
+            config.cache.packet_size,
+            config.cache.prefetch,
+        )),
         limits: Arc::new(Limits::new(config, &metrics)),
         metrics,
     }))

@@ -391,6 +391,9 @@ pub struct RawCache {
     /// Up to this fraction is taken off each cached TTL of 10 s or more, at random, so names
     /// fetched together do not all expire (and get refetched) in the same second.
     pub ttl_jitter: f64,
+    /// Refresh a popular answer in the background when it is asked for in the last tenth of
+    /// its TTL, so it never expires under load.
+    pub prefetch: bool,
 }
 
 impl Default for RawCache {
@@ -405,6 +408,7 @@ impl Default for RawCache {
             stale_ttl: Duration::from_secs(30),
             stale_answer_after: Duration::ZERO,
             ttl_jitter: 0.1,
+            prefetch: true,
         }
     }
 }
@@ -743,6 +747,8 @@ pub struct CacheConfig {
     pub stale_answer_after: Duration,
     /// Largest fraction taken off a cached TTL at random (0: none).
     pub ttl_jitter: f64,
+    /// Refresh answers asked for in the last tenth of their TTL in the background.
+    pub prefetch: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -1101,6 +1107,7 @@ impl RawConfig {
             stale_ttl: secs("cache.stale_ttl", c.stale_ttl)?,
             stale_answer_after: c.stale_answer_after,
             ttl_jitter: c.ttl_jitter,
+            prefetch: c.prefetch,
         };
         if !(0.0..=0.5).contains(&cache.ttl_jitter) {
             return Err(invalid(

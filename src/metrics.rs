@@ -649,6 +649,8 @@ impl Metrics {
 pub struct UpstreamBounds {
     /// Stale answers served (RFC 8767).
     pub stale_answers: IntCounter,
+    /// Background refreshes of popular answers about to expire.
+    pub prefetches: IntCounter,
     /// Upstream resolutions in flight.
     pub outstanding: IntGauge,
     limited: IntCounterVec,
@@ -659,6 +661,11 @@ impl UpstreamBounds {
         let stale_answers = IntCounter::new(
             "rampart_stale_answers_total",
             "Expired cached answers served because upstream could not refresh them (RFC 8767).",
+        )?;
+        let prefetches = IntCounter::new(
+            "rampart_prefetches_total",
+            "Answers asked for in the last tenth of their TTL and refreshed upstream in the \
+             background (cache.prefetch).",
         )?;
         let outstanding = IntGauge::new(
             "rampart_upstream_outstanding",
@@ -673,6 +680,7 @@ impl UpstreamBounds {
             &["scope"],
         )?;
         registry.register(Box::new(stale_answers.clone()))?;
+        registry.register(Box::new(prefetches.clone()))?;
         registry.register(Box::new(outstanding.clone()))?;
         registry.register(Box::new(limited.clone()))?;
         for scope in ["global", "client"] {
@@ -680,6 +688,7 @@ impl UpstreamBounds {
         }
         Ok(Self {
             stale_answers,
+            prefetches,
             outstanding,
             limited,
         })

@@ -218,3 +218,53 @@ async fn list_updates_keep_unaffected_entries_and_block_affected_ones_at_once() 
     );
     s.stop().await;
 }
+
+/// Prefetch: a name asked for in the last tenth of its TTL is answered from the cache and
+/// refreshed upstream in the background once, so it never expires while it is popular.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn popular_names_are_refreshed_before_they_expire() {
+    let h = Hierarchy::start().await;
+    let s = TestServer::start(
+        &h,
+        Setup {
+            extra: "[cache]\nmax_ttl = \"10s\"\nttl_jitter = 0.0\n".into(),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let q = "www.corp.test.";
+    let asked = || h.log.count(q, RecordType::A);
+    let m = ask(s.dns, Transport::Udp, q, RecordType::A).await;
+    assert_eq!(m.answers.first().map(|r| r.ttl), Some(10));
+    let first = asked();
+    assert!(first >= 1);
+    // From the packet cache while fresh: nobody asks upstream.
+    ask(s.dns, Transport::Udp, q, RecordType::A).await;
+    assert_eq!(asked(), first);
+    // In the last tenth of the TTL: still answered at once from the cache, and one refresh.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(9_200) {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let m = ask(s.dns, Transport::Udp, q, RecordType::A).await;
+    assert!(m.answers.first().is_some_and(|r| r.ttl == 1), "{m:?}");
+    assert!(
+        eventually(|| async { asked() == first + 1 }).await,
+        "one upstream refresh: {} queries",
+        asked()
+    );
+    assert!(
+        eventually(|| async {
+            metric_sum(&s.metrics().await, "rampart_prefetches_total", &[]) == 1.0
+        })
+        .await
+    );
+    // After the old copy's expiry the refreshed one answers: no query waits on upstream.
+    while started.elapsed() < std::time::Duration::from_millis(10_500) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let m = ask(s.dns, Transport::Udp, q, RecordType::A).await;
+    assert!(!m.answers.is_empty());
+    assert_eq!(asked(), first + 1, "served from the refreshed copy");
+    s.stop().await;
+}

@@ -321,6 +321,7 @@ mod tests {
             stale_ttl: 30,
             stale_answer_after: Duration::ZERO,
             ttl_jitter: 0.0,
+            prefetch: false,
         }
     }
 

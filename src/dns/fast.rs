@@ -95,6 +95,8 @@ impl Tallies {
 pub enum Fast {
     /// A response of this many bytes is in the output buffer.
     Reply(usize),
+    /// The same, from a packet-cache entry to refresh in the background (prefetch).
+    ReplyAndPrefetch(usize),
     /// Not for the fast path: hand it to the general path.
     General,
 }
@@ -203,6 +205,9 @@ impl FastPath {
                 revalidate,
             ) {
                 tallies.count(self, &snapshot, q.qtype, hit.tally);
+                if hit.prefetch {
+                    return Fast::ReplyAndPrefetch(hit.len);
+                }
                 return Fast::Reply(hit.len);
             }
         }

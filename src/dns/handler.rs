@@ -144,6 +144,8 @@ pub struct Notes {
     pub allowed_by: Option<usize>,
     /// Extended DNS Error data (INFO-CODE and EXTRA-TEXT) of a synthesized answer.
     pub ede: Option<Vec<u8>>,
+    /// A prefetch: resolve upstream even if the cache has the answer.
+    pub prefetch: bool,
 }
 
 /// hickory-server's listeners (TCP) and our UDP workers share one handler.
@@ -274,6 +276,29 @@ impl DnsHandler {
         src: SocketAddr,
         protocol: Protocol,
     ) -> Option<Vec<u8>> {
+        self.answer_bytes_with(raw, src, protocol, Notes::default())
+            .await
+    }
+
+    /// Refresh the answer to a UDP query the fast path just answered from the packet cache
+    /// (prefetch): resolved upstream again, stored in both caches, sent to nobody and not
+    /// counted as a query.
+    pub async fn prefetch(&self, raw: Vec<u8>, src: SocketAddr) {
+        self.metrics.upstream_bounds.prefetches.inc();
+        let notes = Notes {
+            prefetch: true,
+            ..Notes::default()
+        };
+        let _ = self.answer_bytes_with(raw, src, Protocol::Udp, notes).await;
+    }
+
+    async fn answer_bytes_with(
+        &self,
+        raw: Vec<u8>,
+        src: SocketAddr,
+        protocol: Protocol,
+        mut notes: Notes,
+    ) -> Option<Vec<u8>> {
         let started = Instant::now();
         let label = protocol_label(protocol);
         let udp = protocol == Protocol::Udp;
@@ -285,10 +310,11 @@ impl DnsHandler {
             let s = self.policy.load();
             (s.generation, s.client_rules, s.group_of(src.ip()))
         };
-        let mut notes = Notes::default();
         let (reply, outcome) = self.run(&request, &mut notes).await;
-        self.metrics
-            .observe(request_qtype(&request), label, outcome, started.elapsed());
+        if !notes.prefetch {
+            self.metrics
+                .observe(request_qtype(&request), label, outcome, started.elapsed());
+        }
         if reply.drop {
             return None;
         }
@@ -561,6 +587,14 @@ impl DnsHandler {
         client: IpAddr,
         notes: &mut Notes,
     ) -> Result<(Answer, Outcome), UpstreamError> {
+        if notes.prefetch {
+            // The cached copy is about to expire: ask upstream now, and keep serving the
+            // cached copy if that fails.
+            return self
+                .resolve(lower, qtype, qclass, client)
+                .await
+                .map(|answer| (answer, Outcome::Allowed));
+        }
         let stale = match self.cache.lookup(lower, qtype, qclass) {
             Lookup::Fresh(hit) => return Ok((hit, Outcome::CacheHit)),
             // A refresh failed moments ago: do not make this client wait for another.

@@ -13,7 +13,7 @@
 //! TC) are never stored; see `DnsHandler::answer_udp`.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -42,6 +42,10 @@ struct Entry {
     generation: AtomicU64,
     /// The answer depends on nothing but the policy's decision for the question name.
     revalidatable: bool,
+    /// The response's smallest TTL when stored, in seconds.
+    ttl: u32,
+    /// A prefetch of this entry was asked for (once per entry).
+    prefetched: AtomicBool,
     stored: Instant,
     expires: Instant,
     tally: Tally,
@@ -52,11 +56,21 @@ struct Entry {
 pub struct Hit {
     pub len: usize,
     pub tally: Tally,
+    /// The entry is in the last tenth of its life and still asked for: refresh it now, in the
+    /// background, so it never expires under load (see [`PREFETCH_MIN_TTL`]).
+    pub prefetch: bool,
 }
+
+/// Entries whose TTL was at least this long (seconds) are prefetched when hit in the last tenth
+/// of their life, as BIND and Unbound do: without it every popular name expires and is asked
+/// upstream by all its clients' queries at once, and names fetched together (after a start)
+/// expire together.
+pub const PREFETCH_MIN_TTL: u32 = 10;
 
 pub struct PacketCache {
     map: DashMap<Box<[u8]>, Entry, foldhash::fast::RandomState>,
     capacity: usize,
+    prefetch: bool,
 }
 
 impl std::fmt::Debug for PacketCache {
@@ -68,10 +82,13 @@ impl std::fmt::Debug for PacketCache {
 }
 
 impl PacketCache {
-    pub fn new(capacity: usize) -> Self {
+    /// A cache of at most `capacity` responses; `prefetch`: report hits to refresh (see
+    /// [`Hit::prefetch`]).
+    pub fn new(capacity: usize, prefetch: bool) -> Self {
         Self {
             map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             capacity,
+            prefetch,
         }
     }
 
@@ -138,9 +155,16 @@ impl PacketCache {
             let at = usize::from(at);
             out[at..at + 2].copy_from_slice(&advertised.to_be_bytes());
         }
+        let prefetch = self.prefetch
+            && e.ttl >= PREFETCH_MIN_TTL
+            && e.tally.outcome == Outcome::CacheHit
+            && e.expires.duration_since(now) * 10 < Duration::from_secs(u64::from(e.ttl))
+            && !e.prefetched.load(Ordering::Relaxed)
+            && !e.prefetched.swap(true, Ordering::Relaxed);
         Some(Hit {
             len,
             tally: e.tally,
+            prefetch,
         })
     }
 
@@ -179,6 +203,8 @@ impl PacketCache {
                 question_end,
                 generation: AtomicU64::new(generation),
                 revalidatable,
+                ttl,
+                prefetched: AtomicBool::new(false),
                 stored: now,
                 expires: now + Duration::from_secs(u64::from(ttl)),
                 tally,
