@@ -164,9 +164,7 @@ impl Default for Templates {
     /// The built-in templates (a unit test checks they parse; a broken one would show its
     /// error as the page rather than take the server down).
     fn default() -> Self {
-        let page = |i: usize| {
-            parse(BUILT_IN[i]).unwrap_or_else(|e| Template(vec![Seg::Text(format!("{e}"))]))
-        };
+        let page = |i: usize| parse(BUILT_IN[i]).unwrap_or_else(|e| Template(vec![Seg::Text(e)]));
         Self {
             pages: [page(0), page(1), page(2), page(3)],
             overridden: Vec::new(),
@@ -338,11 +336,18 @@ pub fn pick_language(header: Option<&str>) -> Lang {
         for p in parts {
             let p = p.trim();
             if let Some(v) = p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")) {
-                q = v.trim().parse::<f32>().unwrap_or(0.0).min(1.0);
+                // RFC 9110 qvalues are digits and a dot; anything else ("nan", "inf") is
+                // not acceptable rather than guessed at.
+                let v = v.trim();
+                q = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                    v.parse::<f32>().unwrap_or(0.0).min(1.0)
+                } else {
+                    0.0
+                };
             }
         }
-        // `!(q > 0.0)` also skips NaN.
-        if !(q > 0.0) {
+        // q=0 means "not acceptable".
+        if q <= 0.0 {
             continue;
         }
         let primary = tag.split('-').next().unwrap_or_default();
@@ -626,13 +631,19 @@ fn page<B>(
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
+    h.insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.code()),
+    );
     h.insert(header::VARY, HeaderValue::from_static("Accept-Language"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     // Nothing but the page itself and its inline style may load.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -643,7 +654,8 @@ fn page<B>(
     );
     if legal
         && !cfg.legal_link.is_empty()
-        && let Ok(link) = HeaderValue::from_str(&format!("<{}>; rel=\"blocked-by\"", cfg.legal_link))
+        && let Ok(link) =
+            HeaderValue::from_str(&format!("<{}>; rel=\"blocked-by\"", cfg.legal_link))
     {
         h.insert(header::LINK, link);
     }
@@ -690,6 +702,37 @@ mod tests {
     }
 
     #[test]
+    fn operator_templates_replace_built_in_ones_file_by_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Templates::load(dir.path()).unwrap_err();
+        assert!(err.contains("holds none of"), "{err}");
+        std::fs::write(
+            dir.path().join("blocked.vi.html"),
+            "<p>{{domain}} bị chặn{{#reference}} ({{reference}}){{/reference}}</p>",
+        )
+        .unwrap();
+        let t = Templates::load(dir.path()).unwrap();
+        let mut v = Values::default();
+        v.set(Var::Domain, "a.example");
+        assert_eq!(
+            t.render(Page::Blocked, Lang::Vi, &v),
+            "<p>a.example bị chặn</p>"
+        );
+        // The others stay built in.
+        assert!(
+            t.render(Page::Blocked, Lang::En, &v)
+                .contains("This website has been blocked")
+        );
+        std::fs::write(dir.path().join("neutral.en.html"), "{{operatr}}").unwrap();
+        let err = Templates::load(dir.path()).unwrap_err();
+        assert!(
+            err.contains("neutral.en.html") && err.contains("{{operatr}}"),
+            "{err}"
+        );
+        assert!(Templates::load(&dir.path().join("nope")).is_err());
+    }
+
+    #[test]
     fn accept_language_respects_q_values() {
         for (header, want) in [
             (None, Lang::En),
@@ -703,6 +746,8 @@ mod tests {
             (Some("fr, de"), Lang::En),
             (Some("*;q=0.5, vi;q=0.4"), Lang::En),
             (Some("vi;q=abc"), Lang::En),
+            (Some("vi;q=nan, en;q=0.5"), Lang::En),
+            (Some("en;q=0.5, vi;q=inf"), Lang::En),
         ] {
             assert_eq!(pick_language(header), want, "{header:?}");
         }

@@ -1566,15 +1566,17 @@ fn validate_block_page(
         }
         let ipv4 = match c.ipv4.as_str() {
             "" => None,
-            s => Some(s.parse::<Ipv4Addr>().map_err(|_| {
-                (key("ipv4"), format!("`{s}` is not an IPv4 address"))
-            })?),
+            s => Some(
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| (key("ipv4"), format!("`{s}` is not an IPv4 address")))?,
+            ),
         };
         let ipv6 = match c.ipv6.as_str() {
             "" => None,
-            s => Some(s.parse::<Ipv6Addr>().map_err(|_| {
-                (key("ipv6"), format!("`{s}` is not an IPv6 address"))
-            })?),
+            s => Some(
+                s.parse::<Ipv6Addr>()
+                    .map_err(|_| (key("ipv6"), format!("`{s}` is not an IPv6 address")))?,
+            ),
         };
         if ipv4.is_none() && ipv6.is_none() {
             return Err((key("ipv4"), "set ipv4, ipv6 or both".into()));
@@ -2005,7 +2007,10 @@ mod tests {
                 "[block_page]\nlegal_link = \"https://x/<a>\"\n",
                 "block_page.legal_link",
             ),
-            ("[block_page]\ntemplates = \"no-such-folder\"\n", "block_page.templates"),
+            (
+                "[block_page]\ntemplates = \"no-such-folder\"\n",
+                "block_page.templates",
+            ),
             (
                 "[[block_page.categories]]\nname = \"g\"\nipv4 = \"::1\"\n",
                 "block_page.categories[0].ipv4",

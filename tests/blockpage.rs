@@ -106,7 +106,7 @@ async fn get(
     (status, headers, response.text().await.unwrap())
 }
 
-fn header<'a>(headers: &'a header::HeaderMap, name: header::HeaderName) -> &'a str {
+fn header(headers: &header::HeaderMap, name: header::HeaderName) -> &str {
     headers
         .get(&name)
         .and_then(|v| v.to_str().ok())
@@ -178,14 +178,8 @@ async fn block_page_statuses_languages_and_escaping() {
 
     // HEAD: the same status and headers, no body.
     let (_, _, full) = get_page("casino.corp.test", None).await;
-    let (status, headers, body) = get(
-        reqwest::Method::HEAD,
-        page,
-        "casino.corp.test",
-        "/",
-        None,
-    )
-    .await;
+    let (status, headers, body) =
+        get(reqwest::Method::HEAD, page, "casino.corp.test", "/", None).await;
     assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
     assert!(body.is_empty());
     assert!(headers.get(header::LINK).is_some());
@@ -220,7 +214,11 @@ async fn block_page_statuses_languages_and_escaping() {
     ] {
         assert!(vi.contains(want), "Vietnamese page lacks {want:?}:\n{vi}");
     }
-    for lang in ["en-US,en;q=0.9,vi;q=0.8", "fr-FR, fr;q=0.9", "vi;q=0, en;q=0.1"] {
+    for lang in [
+        "en-US,en;q=0.9,vi;q=0.8",
+        "fr-FR, fr;q=0.9",
+        "vi;q=0, en;q=0.1",
+    ] {
         let (_, headers, en) = get_page("casino.corp.test", Some(lang)).await;
         assert_eq!(header(&headers, header::CONTENT_LANGUAGE), "en", "{lang}");
         assert!(en.contains("This website has been blocked"), "{lang}");
@@ -236,7 +234,10 @@ async fn block_page_statuses_languages_and_escaping() {
         body.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; co"),
         "{body}"
     );
-    assert!(!body.contains("<script") && !body.contains("<b>adult"), "{body}");
+    assert!(
+        !body.contains("<script") && !body.contains("<b>adult"),
+        "{body}"
+    );
 
     let metrics = server.metrics().await;
     let count = |status: &str| {
@@ -276,8 +277,7 @@ async fn a_category_address_answers_its_names_and_tells_the_page_the_category() 
     // The page reached on the category's address knows the category without the host name
     // (a browser that came by address, or one whose HTTPS attempt gave no name).
     for host in ["127.0.0.10", "www.corp.test"] {
-        let (status, headers, body) =
-            get(reqwest::Method::GET, category, host, "/", None).await;
+        let (status, headers, body) = get(reqwest::Method::GET, category, host, "/", None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{host}: {body}");
         assert!(headers.get(header::LINK).is_none());
         assert!(
@@ -286,11 +286,24 @@ async fn a_category_address_answers_its_names_and_tells_the_page_the_category() 
         );
         assert!(!body.contains("www.corp.test"), "{body}");
     }
-    let (_, _, vi) = get(reqwest::Method::GET, category, "127.0.0.10", "/", Some("vi")).await;
+    let (_, _, vi) = get(
+        reqwest::Method::GET,
+        category,
+        "127.0.0.10",
+        "/",
+        Some("vi"),
+    )
+    .await;
     assert!(vi.contains("thuộc danh mục “gambling” đã bị chặn"), "{vi}");
     // A blocked Host on the category address gets the full page.
-    let (status, _, body) =
-        get(reqwest::Method::GET, category, "casino.corp.test", "/", None).await;
+    let (status, _, body) = get(
+        reqwest::Method::GET,
+        category,
+        "casino.corp.test",
+        "/",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
     assert!(body.contains(REFERENCE));
     // The general address cannot tell: neutral.
@@ -312,7 +325,7 @@ fn chromium() -> Option<PathBuf> {
             std::env::var_os("RAMPART_REQUIRE_CHROMIUM").is_none_or(|v| v != "1"),
             "RAMPART_REQUIRE_CHROMIUM=1 but chromium is not installed: apt-get install chromium"
         );
-        eprintln!("skipped: chromium is not installed (the browser test needs it)");
+        eprintln!("SKIPPED: chromium is not installed (the block page browser test needs it)");
     }
     found
 }
@@ -335,7 +348,10 @@ fn dump_dom(chromium: &Path, host: &str, addr: SocketAddr, url: &str, lang: &str
             "--disable-sync",
             "--disable-extensions",
         ])
-        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
         .arg(format!("--host-resolver-rules=MAP {host} {addr}"))
         // --accept-lang sets the Accept-Language header in headless mode (--lang does not).
         .arg(format!("--accept-lang={lang}"))
@@ -406,7 +422,10 @@ async fn chromium_shows_the_block_page_in_english_and_vietnamese() {
         "Căn cứ pháp lý",
         REFERENCE,
     ] {
-        assert!(vi.contains(want), "the Vietnamese page lacks {want:?}:\n{vi}");
+        assert!(
+            vi.contains(want),
+            "the Vietnamese page lacks {want:?}:\n{vi}"
+        );
     }
     let metrics = server.metrics().await;
     assert!(

@@ -174,9 +174,23 @@ mod tests {
             None,
         );
         assert!(aaaa.answers.is_empty());
-        let nx = blocked(Verdict::NxDomain, &q, RecordType::A, &z, &cfg(true, true), None);
+        let nx = blocked(
+            Verdict::NxDomain,
+            &q,
+            RecordType::A,
+            &z,
+            &cfg(true, true),
+            None,
+        );
         assert_eq!(nx.rcode, ResponseCode::NXDomain);
-        let r = blocked(Verdict::Refused, &q, RecordType::A, &z, &cfg(true, true), None);
+        let r = blocked(
+            Verdict::Refused,
+            &q,
+            RecordType::A,
+            &z,
+            &cfg(true, true),
+            None,
+        );
         assert_eq!(r.rcode, ResponseCode::Refused);
     }
 
