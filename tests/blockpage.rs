@@ -274,6 +274,17 @@ async fn a_category_address_answers_its_names_and_tells_the_page_the_category() 
         }
     }
 
+    // The wire fast path writes the same bytes as the general path (TCP never takes it).
+    for (name, qtype) in [
+        ("casino.corp.test.", RecordType::A),
+        ("x.casino.corp.test.", RecordType::AAAA),
+    ] {
+        let q = query_message(name, qtype, true).to_vec().unwrap();
+        let udp = exchange_bytes(server.dns, Transport::Udp, &q).await;
+        let tcp = exchange_bytes(server.dns, Transport::Tcp, &q).await;
+        assert_eq!(udp, tcp, "{name} {qtype}");
+    }
+
     // The page reached on the category's address knows the category without the host name
     // (a browser that came by address, or one whose HTTPS attempt gave no name).
     for host in ["127.0.0.10", "www.corp.test"] {
