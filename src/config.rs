@@ -68,6 +68,8 @@ pub struct RawConfig {
     pub tcp: TcpConfig,
     /// Encrypted listeners: DNS over TLS and DNS over HTTPS.
     pub tls: RawTls,
+    /// The block page server (HTTP) and per-category block addresses.
+    pub block_page: RawBlockPage,
 }
 
 #[derive(Debug, Deserialize)]
@@ -435,6 +437,40 @@ impl Default for RawBlock {
     }
 }
 
+/// `[block_page]`, as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBlockPage {
+    /// HTTP addresses of the block page server. Empty: off.
+    pub listen: Vec<String>,
+    /// Operator name shown on the pages.
+    pub operator: String,
+    /// Contact shown on the block page (email, phone).
+    pub contact: String,
+    /// Where a subscriber can appeal a block (http(s):// or mailto:).
+    pub appeal_url: String,
+    /// Folder with operator templates overriding the built-in ones. Empty: built-in only.
+    pub templates: String,
+    /// URL in the `Link: <URL>; rel="blocked-by"` header of 451 answers. Empty: `appeal_url`.
+    pub legal_link: String,
+    /// Categories answered with their own block addresses.
+    pub categories: Vec<RawCategoryAddress>,
+}
+
+/// One `[[block_page.categories]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCategoryAddress {
+    /// The category, as lists and CSV feeds name it (compared without regard to case).
+    pub name: String,
+    /// A answer for blocked names of this category. Empty: `[block] ipv4`.
+    #[serde(default)]
+    pub ipv4: String,
+    /// AAAA answer for blocked names of this category. Empty: `[block] ipv6`.
+    #[serde(default)]
+    pub ipv6: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAdmin {
@@ -609,6 +645,22 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub tcp: TcpConfig,
     pub tls: TlsConfig,
+    pub block_page: BlockPageConfig,
+}
+
+/// Validated `[block_page]` (its category addresses live in [`BlockConfig::categories`]).
+#[derive(Debug, Clone, Default)]
+pub struct BlockPageConfig {
+    /// HTTP addresses; empty: the page server is off.
+    pub listen: Vec<SocketAddr>,
+    pub operator: String,
+    pub contact: String,
+    pub appeal_url: String,
+    /// The `rel="blocked-by"` link of 451 answers (resolved: `legal_link`, else `appeal_url`);
+    /// empty: no Link header.
+    pub legal_link: String,
+    /// The page templates, built-in ones replaced by the operator's where given.
+    pub templates: crate::blockpage::Templates,
 }
 
 /// What happens to a query from a network that may not query.
@@ -756,6 +808,46 @@ pub struct BlockConfig {
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
     pub ttl: u32,
+    /// Categories with their own block addresses (`[[block_page.categories]]`), few enough
+    /// that a scan beats hashing; empty for most servers.
+    pub categories: Vec<CategoryAddress>,
+}
+
+/// A category answered with its own block addresses, so the page server knows the category
+/// from the address a request arrives on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryAddress {
+    pub name: String,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl BlockConfig {
+    /// The A and AAAA answers for a blocked name of `category`: the category's own addresses
+    /// where it sets them, the `[block]` ones otherwise. No allocation: the UDP fast path
+    /// calls this per blocked query.
+    pub fn addresses(&self, category: Option<&str>) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+        let own = category.and_then(|c| {
+            self.categories
+                .iter()
+                .find(|a| a.name.eq_ignore_ascii_case(c))
+        });
+        match own {
+            Some(a) => (a.ipv4.or(self.ipv4), a.ipv6.or(self.ipv6)),
+            None => (self.ipv4, self.ipv6),
+        }
+    }
+
+    /// The category whose own address is `ip`, if any (the page server's view).
+    pub fn category_of(&self, ip: IpAddr) -> Option<&str> {
+        self.categories
+            .iter()
+            .find(|a| match ip {
+                IpAddr::V4(v4) => a.ipv4 == Some(v4),
+                IpAddr::V6(v6) => a.ipv6 == Some(v6),
+            })
+            .map(|a| a.name.as_str())
+    }
 }
 
 /// Why a list blocks: decides the block page's HTTP status and the Extended DNS Error code.
@@ -1140,10 +1232,13 @@ impl RawConfig {
                     .map_err(|_| invalid("block.ipv6", format!("`{s}` is not an IPv6 address")))?,
             ),
         };
+        let (block_page, categories) =
+            validate_block_page(self.block_page, &resolve).map_err(|(k, m)| invalid(&k, m))?;
         let block = BlockConfig {
             ipv4,
             ipv6,
             ttl: secs("block.ttl", b.ttl)?,
+            categories,
         };
 
         let admin_listen = match self.admin.listen.as_str() {
@@ -1419,8 +1514,126 @@ impl RawConfig {
             rate_limit,
             tcp,
             tls,
+            block_page,
         })
     }
+}
+
+/// A URL an operator gives for the block page: http(s) (or mailto: where `mailto` is true),
+/// with nothing that could break out of a header or an attribute.
+fn check_url(key: &str, url: &str, mailto: bool) -> Result<(), (String, String)> {
+    let scheme_ok = url.starts_with("https://")
+        || url.starts_with("http://")
+        || (mailto && url.starts_with("mailto:"));
+    let chars_ok = url
+        .chars()
+        .all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | '\\' | '`'));
+    if url.is_empty() || (scheme_ok && chars_ok) {
+        Ok(())
+    } else {
+        Err((
+            key.to_string(),
+            format!(
+                "`{url}` is not a URL starting with {} without spaces, quotes or angle brackets",
+                if mailto {
+                    "https://, http:// or mailto:"
+                } else {
+                    "https:// or http://"
+                }
+            ),
+        ))
+    }
+}
+
+fn validate_block_page(
+    b: RawBlockPage,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<(BlockPageConfig, Vec<CategoryAddress>), (String, String)> {
+    let mut listen = Vec::new();
+    for (i, a) in b.listen.iter().enumerate() {
+        listen.push(a.parse::<SocketAddr>().map_err(|_| {
+            (
+                format!("block_page.listen[{i}]"),
+                format!("`{a}` is not an address with port, like 0.0.0.0:80 or [::]:80"),
+            )
+        })?);
+    }
+    check_url("block_page.appeal_url", &b.appeal_url, true)?;
+    check_url("block_page.legal_link", &b.legal_link, false)?;
+    let legal_link = if b.legal_link.is_empty() {
+        b.appeal_url.clone()
+    } else {
+        b.legal_link
+    };
+    let templates = if b.templates.is_empty() {
+        crate::blockpage::Templates::default()
+    } else {
+        let dir = resolve(&b.templates);
+        crate::blockpage::Templates::load(&dir)
+            .map_err(|e| ("block_page.templates".to_string(), e))?
+    };
+    let mut categories: Vec<CategoryAddress> = Vec::new();
+    for (i, c) in b.categories.into_iter().enumerate() {
+        let key = |k: &str| format!("block_page.categories[{i}].{k}");
+        if c.name.trim().is_empty() {
+            return Err((key("name"), "must not be empty".into()));
+        }
+        if categories
+            .iter()
+            .any(|o| o.name.eq_ignore_ascii_case(&c.name))
+        {
+            return Err((key("name"), format!("`{}` is listed twice", c.name)));
+        }
+        let ipv4 = match c.ipv4.as_str() {
+            "" => None,
+            s => Some(
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| (key("ipv4"), format!("`{s}` is not an IPv4 address")))?,
+            ),
+        };
+        let ipv6 = match c.ipv6.as_str() {
+            "" => None,
+            s => Some(
+                s.parse::<Ipv6Addr>()
+                    .map_err(|_| (key("ipv6"), format!("`{s}` is not an IPv6 address")))?,
+            ),
+        };
+        if ipv4.is_none() && ipv6.is_none() {
+            return Err((key("ipv4"), "set ipv4, ipv6 or both".into()));
+        }
+        if let Some(o) = categories
+            .iter()
+            .find(|o| (ipv4.is_some() && o.ipv4 == ipv4) || (ipv6.is_some() && o.ipv6 == ipv6))
+        {
+            return Err((
+                key(if ipv4.is_some() && o.ipv4 == ipv4 {
+                    "ipv4"
+                } else {
+                    "ipv6"
+                }),
+                format!(
+                    "the address is also category `{}`'s; the block page could not tell them apart",
+                    o.name
+                ),
+            ));
+        }
+        categories.push(CategoryAddress {
+            name: c.name,
+            ipv4,
+            ipv6,
+        });
+    }
+    Ok((
+        BlockPageConfig {
+            listen,
+            operator: b.operator,
+            contact: b.contact,
+            appeal_url: b.appeal_url,
+            legal_link,
+            templates,
+        },
+        categories,
+    ))
 }
 
 fn validate_access(a: &RawAccess) -> Result<AccessConfig, (String, String)> {
@@ -1727,6 +1940,11 @@ mod tests {
         assert_eq!(empty.rate_limit, c.rate_limit);
         assert_eq!(empty.tcp, c.tcp);
         assert_eq!(format!("{:?}", empty.tls), format!("{:?}", c.tls));
+        assert_eq!(
+            format!("{:?}", empty.block_page),
+            format!("{:?}", c.block_page)
+        );
+        assert!(c.block_page.listen.is_empty() && c.block.categories.is_empty());
         assert!(!c.lists[0].path.to_string_lossy().contains(".."));
     }
 
@@ -1799,6 +2017,39 @@ mod tests {
             (
                 "[server]\nmax_udp_payload = \"big\"\n",
                 "server.max_udp_payload",
+            ),
+            ("[block_page]\nlisten = [\"80\"]\n", "block_page.listen[0]"),
+            (
+                "[block_page]\nappeal_url = \"javascript:alert(1)\"\n",
+                "block_page.appeal_url",
+            ),
+            (
+                "[block_page]\nlegal_link = \"https://x/<a>\"\n",
+                "block_page.legal_link",
+            ),
+            (
+                "[block_page]\ntemplates = \"no-such-folder\"\n",
+                "block_page.templates",
+            ),
+            (
+                "[[block_page.categories]]\nname = \"g\"\nipv4 = \"::1\"\n",
+                "block_page.categories[0].ipv4",
+            ),
+            (
+                "[[block_page.categories]]\nname = \"g\"\n",
+                "block_page.categories[0].ipv4",
+            ),
+            (
+                "[[block_page.categories]]\nname = \"g\"\nipv4 = \"127.0.0.10\"\n[[block_page.categories]]\nname = \"G\"\nipv4 = \"127.0.0.11\"\n",
+                "block_page.categories[1].name",
+            ),
+            (
+                "[[block_page.categories]]\nname = \"g\"\nipv4 = \"127.0.0.10\"\n[[block_page.categories]]\nname = \"h\"\nipv4 = \"127.0.0.10\"\n",
+                "block_page.categories[1].ipv4",
+            ),
+            (
+                "[[block_page.categories]]\nname = \"g\"\nipv4 = \"127.0.0.10\"\ncolour = 1\n",
+                "colour",
             ),
         ] {
             let err = Config::from_toml(text, &default_path())

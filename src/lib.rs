@@ -10,12 +10,14 @@
 //!   at a time, last good copies saved.
 //! - [`metrics`] and [`admin`]: Prometheus collectors and the HTTP endpoint (metrics, health,
 //!   the `/v1` list API).
+//! - [`blockpage`]: the optional HTTP block page (what was blocked, why, how to appeal).
 //! - [`check`]: `rampart lists check`, the operator's explanation of a decision.
 //! - [`config`]: the TOML file, validated into [`config::Config`].
 //! - [`process`]: permission checks before start and dropping root after binding.
 
 pub mod admin;
 pub mod app;
+pub mod blockpage;
 pub mod check;
 pub mod config;
 pub mod dns;

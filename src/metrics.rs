@@ -750,3 +750,42 @@ impl TlsMetrics {
         })
     }
 }
+
+/// The block page server's collectors, registered only when `[block_page] listen` is set.
+#[derive(Clone)]
+pub struct BlockPageMetrics {
+    /// `{status}`: requests answered, by HTTP status.
+    requests: IntCounterVec,
+}
+
+impl BlockPageMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "rampart_block_page_requests_total",
+                "Block page requests, by HTTP status (451: a legal list's block, 403: another \
+                 block, 200: neutral page for hosts not blocked, 204: favicon, 405: method).",
+            ),
+            &["status"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        for status in ["200", "403", "451"] {
+            requests.with_label_values(&[status]);
+        }
+        Ok(Self { requests })
+    }
+
+    /// Count one request answered with `status`.
+    pub fn request(&self, status: u16) {
+        // The statuses the page server answers with; anything else would be a bug.
+        let label = match status {
+            200 => "200",
+            204 => "204",
+            403 => "403",
+            405 => "405",
+            451 => "451",
+            _ => "other",
+        };
+        self.requests.with_label_values(&[label]).inc();
+    }
+}

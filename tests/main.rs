@@ -3,6 +3,7 @@
 
 mod support;
 
+mod blockpage;
 mod cli;
 mod dashboard;
 mod ede;

@@ -235,9 +235,11 @@ impl FastPath {
         let mut addresses = Addresses::default();
         let rcode = match snapshot.verdict(m, group) {
             Verdict::BlockAddress => {
-                match (q.qtype, block.ipv4, block.ipv6) {
-                    (TYPE_A, Some(a), _) => addresses.push(&a.octets()),
-                    (TYPE_AAAA, _, Some(a)) => addresses.push(&a.octets()),
+                // A category's own address where `[[block_page.categories]]` gives one: a
+                // scan of a few borrowed strings, no allocation.
+                match (q.qtype, block.addresses(snapshot.category(m))) {
+                    (TYPE_A, (Some(a), _)) => addresses.push(&a.octets()),
+                    (TYPE_AAAA, (_, Some(a))) => addresses.push(&a.octets()),
                     _ => true,
                 };
                 0

@@ -753,7 +753,14 @@ impl DnsHandler {
                 qname.trim_to(labels)
             }
         };
-        let synthesized = answer::blocked(verdict, qname, qtype, &zone, &self.block);
+        let synthesized = answer::blocked(
+            verdict,
+            qname,
+            qtype,
+            &zone,
+            &self.block,
+            snapshot.category(m),
+        );
         let target = synthesized.cname_target.clone();
         let mut reply = Reply::from(synthesized);
         if let Some(target) = target {

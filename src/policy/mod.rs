@@ -529,6 +529,16 @@ impl Snapshot {
         self.lists.get(m.list).map(|l| &l.info)
     }
 
+    /// The category of a match: the CSV entry's own, else the list's (no allocation: the UDP
+    /// fast path asks for it to pick a category's block address).
+    pub fn category(&self, m: Match) -> Option<&str> {
+        let l = self.lists.get(m.list)?;
+        l.provenance(&m.hit)
+            .and_then(|p| p.category.as_deref())
+            .or(l.info.category.as_deref())
+            .filter(|c| !c.is_empty())
+    }
+
     /// The lists of a group, in order (the default group's for an unknown id).
     fn group_lists(&self, group: GroupId) -> &[usize] {
         self.groups
