@@ -9,7 +9,8 @@
 #
 # SHARED: the ../shared folder (bench/fake-internet.sh serves DATADIR's zones with NSD on
 # 127.53/16). DATADIR: a bench/gen-data.py output (root.hints, blocklist.txt, allowlist.rpz,
-# q-hit.txt, q-blocked.txt, q-miss.txt). Env: RATE (queries/s; default 60 % of a 10 s
+# q-hit.txt, q-blocked.txt, q-miss.txt). Env: SETTLE (s at the soak rate before RSS at start is read;
+# default 60), RATE (queries/s; default 60 % of a 10 s
 # closed-loop run on the same mix), SERVER_CPUS (default 0), LOADGEN_CPUS (default 1).
 # Loopback only; needs dnsperf, nsd, dig, python3 (../shared/bench/setup.sh installs them).
 #
@@ -174,6 +175,9 @@ rate=${RATE:-$(( max * 6 / 10 ))}
 echo "closed-loop maximum on this mix: $max qps; soak rate: $rate qps for $duration s"
 echo "upstream cut for $outage s at the start of minute $cut_minute"
 
+# Settle at the soak rate until the caches are full and several list versions have come and
+# gone (SETTLE s, default 60): RSS at start is the steady state, so growth measures leaks.
+perf "${SETTLE:-60}" "$work/settle.out" -Q "$rate" -q 20000
 
 rss_start=$(rss_mib)
 echo "minute 0: rss ${rss_start} MiB $(rcvbuf_errors)" > "$work/rss"
@@ -223,7 +227,7 @@ growth=$(python3 -c "print(f'{($rss_end - $rss_start) * 100 / $rss_start:+.1f}')
 echo
 echo "crashes: $crashed (process alive through the run and exit 0 on SIGTERM = 0)"
 echo "lost queries outside the cut minute: $lost_outside"
-echo "RSS start ${rss_start} MiB (after warm-up), end ${rss_end} MiB: ${growth} %"
+echo "RSS start ${rss_start} MiB (after warm-up and ${SETTLE:-60} s at the soak rate), end ${rss_end} MiB: ${growth} %"
 echo "list swaps completed: $swaps; stale answers served: $stale"
 echo "server counters at the end:"
 grep -E '^rampart_(udp_dropped_total|upstream_limited_total|upstream_errors_total|rate_limited_total|access_denied_total)' "$work/metrics.txt" | sed 's/^/  /' || true

@@ -4,7 +4,9 @@
 //!   age, and a version held back for shrinking too much;
 //! - `POST /v1/lists/{name}/refresh` and `POST /v1/lists/{name}/accept` (bearer token);
 //! - `GET /v1/check?name=…&client=…`: the decision for a name, with list, line, category and
-//!   reference.
+//!   reference;
+//! - `GET /v1/enforcement`: proof of enforcement per list: source, serial or ETag, content
+//!   hash, entries, active since, hits since then, and the delay from publication.
 
 use std::{
     collections::HashMap,
@@ -59,6 +61,7 @@ pub async fn serve(
         .route("/v1/lists/{name}/refresh", post(refresh_handler))
         .route("/v1/lists/{name}/accept", post(accept_handler))
         .route("/v1/check", get(check_handler))
+        .route("/v1/enforcement", get(enforcement_handler))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -100,6 +103,10 @@ async fn health_handler(State(state): State<AdminState>) -> impl IntoResponse {
 
 async fn lists_handler(State(state): State<AdminState>) -> impl IntoResponse {
     Json(state.feeds.statuses())
+}
+
+async fn enforcement_handler(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.feeds.enforcements())
 }
 
 /// Mutating calls need `Authorization: Bearer <admin.token>`.

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    admin,
+    admin, blockpage,
     config::{Config, ListKind},
     dns::{
         cache::Cache,
@@ -48,6 +48,8 @@ pub struct Running {
     /// DNS-over-TLS and DNS-over-HTTPS addresses bound.
     pub dot_addrs: Vec<SocketAddr>,
     pub doh_addrs: Vec<SocketAddr>,
+    /// Block page (HTTP) addresses bound; empty when `[block_page] listen` is.
+    pub block_page_addrs: Vec<SocketAddr>,
     /// The TLS certificate in service, if an encrypted listener runs.
     certs: Option<Arc<tls::CertStore>>,
     pub metrics: Metrics,
@@ -69,6 +71,7 @@ impl std::fmt::Debug for Running {
         f.debug_struct("Running")
             .field("dns_addrs", &self.dns_addrs)
             .field("admin_addr", &self.admin_addr)
+            .field("block_page_addrs", &self.block_page_addrs)
             .finish_non_exhaustive()
     }
 }
@@ -100,7 +103,10 @@ pub fn build_handler_with_log(
         block: config.block.clone(),
         max_udp_payload: config.max_udp_payload,
         feeds,
-        packets: Arc::new(PacketCache::new(config.cache.packet_size)),
+        packets: Arc::new(PacketCache::new(
+            config.cache.packet_size,
+            config.cache.prefetch,
+        )),
         limits: Arc::new(Limits::new(config, &metrics)),
         metrics,
         query_log,
@@ -190,6 +196,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
 
+    let pages = blockpage::start(&config, policy.clone(), &metrics, shutdown.clone()).await?;
+    tasks.extend(pages.tasks);
+
     let grace = config.shutdown_grace;
     {
         let (token, handler) = (shutdown.clone(), handler.clone());
@@ -270,6 +279,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin_addr,
         dot_addrs: encrypted.dot_addrs,
         doh_addrs: encrypted.doh_addrs,
+        block_page_addrs: pages.addrs,
         certs: encrypted.certs,
         metrics,
         policy,

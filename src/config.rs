@@ -68,6 +68,8 @@ pub struct RawConfig {
     pub tcp: TcpConfig,
     /// Encrypted listeners: DNS over TLS and DNS over HTTPS.
     pub tls: RawTls,
+    /// The block page server (HTTP) and per-category block addresses.
+    pub block_page: RawBlockPage,
     /// The query log (JSON lines) and dnstap.
     pub query_log: RawQueryLog,
 }
@@ -476,6 +478,12 @@ pub struct RawCache {
     /// in the background (RFC 8767 client response timer; 0s: wait for the resolver deadline).
     #[serde(with = "humantime_serde")]
     pub stale_answer_after: Duration,
+    /// Up to this fraction is taken off each cached TTL of 10 s or more, at random, so names
+    /// fetched together do not all expire (and get refetched) in the same second.
+    pub ttl_jitter: f64,
+    /// Refresh a popular answer in the background when it is asked for in the last tenth of
+    /// its TTL, so it never expires under load.
+    pub prefetch: bool,
 }
 
 impl Default for RawCache {
@@ -489,6 +497,8 @@ impl Default for RawCache {
             serve_stale: Duration::from_secs(86_400),
             stale_ttl: Duration::from_secs(30),
             stale_answer_after: Duration::ZERO,
+            ttl_jitter: 0.1,
+            prefetch: true,
         }
     }
 }
@@ -513,6 +523,40 @@ impl Default for RawBlock {
             ttl: Duration::from_secs(60),
         }
     }
+}
+
+/// `[block_page]`, as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBlockPage {
+    /// HTTP addresses of the block page server. Empty: off.
+    pub listen: Vec<String>,
+    /// Operator name shown on the pages.
+    pub operator: String,
+    /// Contact shown on the block page (email, phone).
+    pub contact: String,
+    /// Where a subscriber can appeal a block (http(s):// or mailto:).
+    pub appeal_url: String,
+    /// Folder with operator templates overriding the built-in ones. Empty: built-in only.
+    pub templates: String,
+    /// URL in the `Link: <URL>; rel="blocked-by"` header of 451 answers. Empty: `appeal_url`.
+    pub legal_link: String,
+    /// Categories answered with their own block addresses.
+    pub categories: Vec<RawCategoryAddress>,
+}
+
+/// One `[[block_page.categories]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCategoryAddress {
+    /// The category, as lists and CSV feeds name it (compared without regard to case).
+    pub name: String,
+    /// A answer for blocked names of this category. Empty: `[block] ipv4`.
+    #[serde(default)]
+    pub ipv4: String,
+    /// AAAA answer for blocked names of this category. Empty: `[block] ipv6`.
+    #[serde(default)]
+    pub ipv6: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -689,6 +733,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub tcp: TcpConfig,
     pub tls: TlsConfig,
+    pub block_page: BlockPageConfig,
     pub query_log: QueryLogConfig,
 }
 
@@ -754,6 +799,21 @@ impl QueryLogConfig {
     pub fn enabled(&self) -> bool {
         self.mode != QueryLogMode::Off && (self.path.is_some() || self.dnstap.is_some())
     }
+}
+
+/// Validated `[block_page]` (its category addresses live in [`BlockConfig::categories`]).
+#[derive(Debug, Clone, Default)]
+pub struct BlockPageConfig {
+    /// HTTP addresses; empty: the page server is off.
+    pub listen: Vec<SocketAddr>,
+    pub operator: String,
+    pub contact: String,
+    pub appeal_url: String,
+    /// The `rel="blocked-by"` link of 451 answers (resolved: `legal_link`, else `appeal_url`);
+    /// empty: no Link header.
+    pub legal_link: String,
+    /// The page templates, built-in ones replaced by the operator's where given.
+    pub templates: crate::blockpage::Templates,
 }
 
 /// What happens to a query from a network that may not query.
@@ -890,6 +950,10 @@ pub struct CacheConfig {
     /// Refreshes of expired entries wait at most this long before the stale copy is served
     /// (zero: the resolver deadline).
     pub stale_answer_after: Duration,
+    /// Largest fraction taken off a cached TTL at random (0: none).
+    pub ttl_jitter: f64,
+    /// Refresh answers asked for in the last tenth of their TTL in the background.
+    pub prefetch: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -897,6 +961,46 @@ pub struct BlockConfig {
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
     pub ttl: u32,
+    /// Categories with their own block addresses (`[[block_page.categories]]`), few enough
+    /// that a scan beats hashing; empty for most servers.
+    pub categories: Vec<CategoryAddress>,
+}
+
+/// A category answered with its own block addresses, so the page server knows the category
+/// from the address a request arrives on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryAddress {
+    pub name: String,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl BlockConfig {
+    /// The A and AAAA answers for a blocked name of `category`: the category's own addresses
+    /// where it sets them, the `[block]` ones otherwise. No allocation: the UDP fast path
+    /// calls this per blocked query.
+    pub fn addresses(&self, category: Option<&str>) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+        let own = category.and_then(|c| {
+            self.categories
+                .iter()
+                .find(|a| a.name.eq_ignore_ascii_case(c))
+        });
+        match own {
+            Some(a) => (a.ipv4.or(self.ipv4), a.ipv6.or(self.ipv6)),
+            None => (self.ipv4, self.ipv6),
+        }
+    }
+
+    /// The category whose own address is `ip`, if any (the page server's view).
+    pub fn category_of(&self, ip: IpAddr) -> Option<&str> {
+        self.categories
+            .iter()
+            .find(|a| match ip {
+                IpAddr::V4(v4) => a.ipv4 == Some(v4),
+                IpAddr::V6(v6) => a.ipv6 == Some(v6),
+            })
+            .map(|a| a.name.as_str())
+    }
 }
 
 /// Why a list blocks: decides the block page's HTTP status and the Extended DNS Error code.
@@ -1247,7 +1351,15 @@ impl RawConfig {
             serve_stale: c.serve_stale,
             stale_ttl: secs("cache.stale_ttl", c.stale_ttl)?,
             stale_answer_after: c.stale_answer_after,
+            ttl_jitter: c.ttl_jitter,
+            prefetch: c.prefetch,
         };
+        if !(0.0..=0.5).contains(&cache.ttl_jitter) {
+            return Err(invalid(
+                "cache.ttl_jitter",
+                format!("{} is not a fraction between 0.0 and 0.5", cache.ttl_jitter),
+            ));
+        }
         if cache.stale_ttl == 0 {
             return Err(invalid("cache.stale_ttl", "must be at least 1s".into()));
         }
@@ -1273,10 +1385,13 @@ impl RawConfig {
                     .map_err(|_| invalid("block.ipv6", format!("`{s}` is not an IPv6 address")))?,
             ),
         };
+        let (block_page, categories) =
+            validate_block_page(self.block_page, &resolve).map_err(|(k, m)| invalid(&k, m))?;
         let block = BlockConfig {
             ipv4,
             ipv6,
             ttl: secs("block.ttl", b.ttl)?,
+            categories,
         };
 
         let admin_listen = match self.admin.listen.as_str() {
@@ -1555,6 +1670,7 @@ impl RawConfig {
             tcp,
             tls,
             query_log,
+            block_page,
         })
     }
 }
@@ -1630,6 +1746,123 @@ fn validate_query_log(
         client,
         dnstap,
     })
+}
+
+/// A URL an operator gives for the block page: http(s) (or mailto: where `mailto` is true),
+/// with nothing that could break out of a header or an attribute.
+fn check_url(key: &str, url: &str, mailto: bool) -> Result<(), (String, String)> {
+    let scheme_ok = url.starts_with("https://")
+        || url.starts_with("http://")
+        || (mailto && url.starts_with("mailto:"));
+    let chars_ok = url
+        .chars()
+        .all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | '\\' | '`'));
+    if url.is_empty() || (scheme_ok && chars_ok) {
+        Ok(())
+    } else {
+        Err((
+            key.to_string(),
+            format!(
+                "`{url}` is not a URL starting with {} without spaces, quotes or angle brackets",
+                if mailto {
+                    "https://, http:// or mailto:"
+                } else {
+                    "https:// or http://"
+                }
+            ),
+        ))
+    }
+}
+
+fn validate_block_page(
+    b: RawBlockPage,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<(BlockPageConfig, Vec<CategoryAddress>), (String, String)> {
+    let mut listen = Vec::new();
+    for (i, a) in b.listen.iter().enumerate() {
+        listen.push(a.parse::<SocketAddr>().map_err(|_| {
+            (
+                format!("block_page.listen[{i}]"),
+                format!("`{a}` is not an address with port, like 0.0.0.0:80 or [::]:80"),
+            )
+        })?);
+    }
+    check_url("block_page.appeal_url", &b.appeal_url, true)?;
+    check_url("block_page.legal_link", &b.legal_link, false)?;
+    let legal_link = if b.legal_link.is_empty() {
+        b.appeal_url.clone()
+    } else {
+        b.legal_link
+    };
+    let templates = if b.templates.is_empty() {
+        crate::blockpage::Templates::default()
+    } else {
+        let dir = resolve(&b.templates);
+        crate::blockpage::Templates::load(&dir)
+            .map_err(|e| ("block_page.templates".to_string(), e))?
+    };
+    let mut categories: Vec<CategoryAddress> = Vec::new();
+    for (i, c) in b.categories.into_iter().enumerate() {
+        let key = |k: &str| format!("block_page.categories[{i}].{k}");
+        if c.name.trim().is_empty() {
+            return Err((key("name"), "must not be empty".into()));
+        }
+        if categories
+            .iter()
+            .any(|o| o.name.eq_ignore_ascii_case(&c.name))
+        {
+            return Err((key("name"), format!("`{}` is listed twice", c.name)));
+        }
+        let ipv4 = match c.ipv4.as_str() {
+            "" => None,
+            s => Some(
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| (key("ipv4"), format!("`{s}` is not an IPv4 address")))?,
+            ),
+        };
+        let ipv6 = match c.ipv6.as_str() {
+            "" => None,
+            s => Some(
+                s.parse::<Ipv6Addr>()
+                    .map_err(|_| (key("ipv6"), format!("`{s}` is not an IPv6 address")))?,
+            ),
+        };
+        if ipv4.is_none() && ipv6.is_none() {
+            return Err((key("ipv4"), "set ipv4, ipv6 or both".into()));
+        }
+        if let Some(o) = categories
+            .iter()
+            .find(|o| (ipv4.is_some() && o.ipv4 == ipv4) || (ipv6.is_some() && o.ipv6 == ipv6))
+        {
+            return Err((
+                key(if ipv4.is_some() && o.ipv4 == ipv4 {
+                    "ipv4"
+                } else {
+                    "ipv6"
+                }),
+                format!(
+                    "the address is also category `{}`'s; the block page could not tell them apart",
+                    o.name
+                ),
+            ));
+        }
+        categories.push(CategoryAddress {
+            name: c.name,
+            ipv4,
+            ipv6,
+        });
+    }
+    Ok((
+        BlockPageConfig {
+            listen,
+            operator: b.operator,
+            contact: b.contact,
+            appeal_url: b.appeal_url,
+            legal_link,
+            templates,
+        },
+        categories,
+    ))
 }
 
 fn validate_access(a: &RawAccess) -> Result<AccessConfig, (String, String)> {
@@ -1954,6 +2187,11 @@ mod tests {
                 .is_some_and(|p| p.ends_with("log/queries.log"))
         );
         assert_eq!(c.query_log.rotate_size, 100 << 20);
+        assert_eq!(
+            format!("{:?}", empty.block_page),
+            format!("{:?}", c.block_page)
+        );
+        assert!(c.block_page.listen.is_empty() && c.block.categories.is_empty());
         assert!(!c.lists[0].path.to_string_lossy().contains(".."));
     }
 
@@ -2041,6 +2279,39 @@ mod tests {
             (
                 "[query_log]\ndnstap = \"udp:1.2.3.4:6000\"\n",
                 "query_log.dnstap",
+            ),
+            ("[block_page]\nlisten = [\"80\"]\n", "block_page.listen[0]"),
+            (
+                "[block_page]\nappeal_url = \"javascript:alert(1)\"\n",
+                "block_page.appeal_url",
+            ),
+            (
+                "[block_page]\nlegal_link = \"https://x/<a>\"\n",
+                "block_page.legal_link",
+            ),
+            (
+                "[block_page]\ntemplates = \"no-such-folder\"\n",
+                "block_page.templates",
+            ),
+            (
+                "[[block_page.categories]]\nname = \"g\"\nipv4 = \"::1\"\n",
+                "block_page.categories[0].ipv4",
+            ),
+            (
+                "[[block_page.categories]]\nname = \"g\"\n",
+                "block_page.categories[0].ipv4",
+            ),
+            (
+                "[[block_page.categories]]\nname = \"g\"\nipv4 = \"127.0.0.10\"\n[[block_page.categories]]\nname = \"G\"\nipv4 = \"127.0.0.11\"\n",
+                "block_page.categories[1].name",
+            ),
+            (
+                "[[block_page.categories]]\nname = \"g\"\nipv4 = \"127.0.0.10\"\n[[block_page.categories]]\nname = \"h\"\nipv4 = \"127.0.0.10\"\n",
+                "block_page.categories[1].ipv4",
+            ),
+            (
+                "[[block_page.categories]]\nname = \"g\"\nipv4 = \"127.0.0.10\"\ncolour = 1\n",
+                "colour",
             ),
         ] {
             let err = Config::from_toml(text, &default_path())

@@ -10,6 +10,7 @@
 //!   at a time, last good copies saved.
 //! - [`metrics`] and [`admin`]: Prometheus collectors and the HTTP endpoint (metrics, health,
 //!   the `/v1` list API).
+//! - [`blockpage`]: the optional HTTP block page (what was blocked, why, how to appeal).
 //! - [`check`]: `rampart lists check`, the operator's explanation of a decision.
 //! - [`querylog`]: the query log (JSON lines, rotation, dnstap) and `rampart log search`.
 //! - [`config`]: the TOML file, validated into [`config::Config`].
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod blockpage;
 pub mod check;
 pub mod config;
 pub mod dns;

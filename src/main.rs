@@ -10,6 +10,14 @@ use tracing_subscriber::EnvFilter;
 
 use rampart::{app, check, config::Config, policy::Snapshot, process};
 
+/// mimalloc instead of glibc's malloc: it returns freed pages to the kernel. In the ten-minute
+/// soak (benches/soak.sh: a 1M-name list replaced every 5 s, caches full and churning, a 60 s
+/// upstream outage) RSS with glibc only went up, to its peak (+14 % from the end of minute 1 to
+/// the end, +60 % from the end of warm-up); with mimalloc it went up and down with use and
+/// ended +6.6 % above the settled start.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Rampart: a DNS resolver that blocks the names on your lists.
 ///
 /// It answers clients over UDP and TCP, resolves allowed names itself (recursively from the

@@ -5,7 +5,7 @@
 //! list name. A domain name or a client address never becomes a label.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -67,6 +67,9 @@ pub struct Metrics {
     list_compiles: IntCounterVec,
     list_last_success: IntGaugeVec,
     list_age: IntGaugeVec,
+    list_active_since: IntGaugeVec,
+    list_hits_since_activation: IntGaugeVec,
+    list_publication_delay: GaugeVec,
     list_held: IntGaugeVec,
     list_missing: IntGaugeVec,
     list_serial: IntGaugeVec,
@@ -273,6 +276,28 @@ impl Metrics {
             ),
             &["list"],
         )?;
+        let list_active_since = IntGaugeVec::new(
+            Opts::new(
+                "rampart_list_active_since_timestamp_seconds",
+                "Unix time at which the version of each list now in service went into service.",
+            ),
+            &["list"],
+        )?;
+        let list_hits_since_activation = IntGaugeVec::new(
+            Opts::new(
+                "rampart_list_hits_since_activation",
+                "Queries each list blocked since its version in service went into service.",
+            ),
+            &["list"],
+        )?;
+        let list_publication_delay = GaugeVec::new(
+            Opts::new(
+                "rampart_list_publication_to_enforcement_seconds",
+                "For the version of each list in service: seconds from its publication (NOTIFY \
+                 received, HTTP Last-Modified, file modification time) to its enforcement.",
+            ),
+            &["list"],
+        )?;
         let list_held = IntGaugeVec::new(
             Opts::new(
                 "rampart_list_held",
@@ -339,6 +364,9 @@ impl Metrics {
         registry.register(Box::new(list_compiles.clone()))?;
         registry.register(Box::new(list_last_success.clone()))?;
         registry.register(Box::new(list_age.clone()))?;
+        registry.register(Box::new(list_active_since.clone()))?;
+        registry.register(Box::new(list_hits_since_activation.clone()))?;
+        registry.register(Box::new(list_publication_delay.clone()))?;
         registry.register(Box::new(list_held.clone()))?;
         registry.register(Box::new(list_missing.clone()))?;
         registry.register(Box::new(list_serial.clone()))?;
@@ -431,6 +459,9 @@ impl Metrics {
             list_compiles,
             list_last_success,
             list_age,
+            list_active_since,
+            list_hits_since_activation,
+            list_publication_delay,
             list_held,
             list_missing,
             list_serial,
@@ -544,6 +575,28 @@ impl Metrics {
         self.list_compiles.with_label_values(&[list]);
     }
 
+    /// Per-list proof of enforcement: when the version in service went into service, what it
+    /// blocked since, and how long after its publication it was enforced.
+    pub fn list_enforcement(
+        &self,
+        list: &str,
+        active_since: u64,
+        hits: u64,
+        publication_delay: Option<f64>,
+    ) {
+        self.list_active_since
+            .with_label_values(&[list])
+            .set(active_since as i64);
+        self.list_hits_since_activation
+            .with_label_values(&[list])
+            .set(hits as i64);
+        if let Some(d) = publication_delay {
+            self.list_publication_delay
+                .with_label_values(&[list])
+                .set(d);
+        }
+    }
+
     /// Publish the per-list figures of a freshly loaded snapshot.
     pub fn set_lists(&self, snapshot: &Snapshot) {
         self.list_entries.reset();
@@ -596,6 +649,8 @@ impl Metrics {
 pub struct UpstreamBounds {
     /// Stale answers served (RFC 8767).
     pub stale_answers: IntCounter,
+    /// Background refreshes of popular answers about to expire.
+    pub prefetches: IntCounter,
     /// Upstream resolutions in flight.
     pub outstanding: IntGauge,
     limited: IntCounterVec,
@@ -606,6 +661,11 @@ impl UpstreamBounds {
         let stale_answers = IntCounter::new(
             "rampart_stale_answers_total",
             "Expired cached answers served because upstream could not refresh them (RFC 8767).",
+        )?;
+        let prefetches = IntCounter::new(
+            "rampart_prefetches_total",
+            "Answers asked for in the last tenth of their TTL and refreshed upstream in the \
+             background (cache.prefetch).",
         )?;
         let outstanding = IntGauge::new(
             "rampart_upstream_outstanding",
@@ -620,6 +680,7 @@ impl UpstreamBounds {
             &["scope"],
         )?;
         registry.register(Box::new(stale_answers.clone()))?;
+        registry.register(Box::new(prefetches.clone()))?;
         registry.register(Box::new(outstanding.clone()))?;
         registry.register(Box::new(limited.clone()))?;
         for scope in ["global", "client"] {
@@ -627,6 +688,7 @@ impl UpstreamBounds {
         }
         Ok(Self {
             stale_answers,
+            prefetches,
             outstanding,
             limited,
         })
@@ -686,5 +748,44 @@ impl TlsMetrics {
             connections,
             rejected,
         })
+    }
+}
+
+/// The block page server's collectors, registered only when `[block_page] listen` is set.
+#[derive(Clone)]
+pub struct BlockPageMetrics {
+    /// `{status}`: requests answered, by HTTP status.
+    requests: IntCounterVec,
+}
+
+impl BlockPageMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "rampart_block_page_requests_total",
+                "Block page requests, by HTTP status (451: a legal list's block, 403: another \
+                 block, 200: neutral page for hosts not blocked, 204: favicon, 405: method).",
+            ),
+            &["status"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        for status in ["200", "403", "451"] {
+            requests.with_label_values(&[status]);
+        }
+        Ok(Self { requests })
+    }
+
+    /// Count one request answered with `status`.
+    pub fn request(&self, status: u16) {
+        // The statuses the page server answers with; anything else would be a bug.
+        let label = match status {
+            200 => "200",
+            204 => "204",
+            403 => "403",
+            405 => "405",
+            451 => "451",
+            _ => "other",
+        };
+        self.requests.with_label_values(&[label]).inc();
     }
 }

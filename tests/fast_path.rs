@@ -155,3 +155,116 @@ async fn fast_and_general_paths_answer_alike() {
     fast.stop().await;
     general.stop().await;
 }
+
+/// After a list update, packet-cache entries whose name the new policy decides as before are
+/// served again (revalidated), while a name the update blocks, and a CNAME whose target it
+/// blocks, are blocked at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_updates_keep_unaffected_entries_and_block_affected_ones_at_once() {
+    let h = Hierarchy::start().await;
+    let s = TestServer::start(
+        &h,
+        Setup {
+            files: vec![("live.txt", "unrelated.test\n".to_string())],
+            extra: "[[lists]]\nname = \"live\"\npath = \"live.txt\"\nformat = \"plain\"\nrefresh = \"50ms\"\n"
+                .into(),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let compiles = |m: &str| metric_sum(m, "rampart_list_compiles_total", &["list=\"live\""]);
+    let update = |content: &'static str| {
+        let s = &s;
+        async move {
+            let before = compiles(&s.metrics().await);
+            std::fs::write(s.dir.path().join("live.txt"), content).unwrap();
+            assert!(
+                eventually(|| async { compiles(&s.metrics().await) > before }).await,
+                "list version compiled"
+            );
+            // The version is in service once /v1/check sees it.
+            let first = content.lines().last().unwrap().to_string();
+            assert!(
+                eventually(|| async {
+                    http_get(s.admin, &format!("/v1/check?name={first}"))
+                        .await
+                        .1
+                        .contains("\"blocked\"")
+                })
+                .await
+            );
+        }
+    };
+    for _ in 0..2 {
+        for q in ["www.corp.test.", "alias.corp.test."] {
+            let m = ask(s.dns, Transport::Udp, q, RecordType::A).await;
+            assert_eq!(a_records(&m), vec![WWW_V4], "{q}");
+        }
+    }
+    // An update that does not concern them: same answers.
+    update("unrelated.test\nother.test\n").await;
+    for q in ["www.corp.test.", "alias.corp.test."] {
+        let m = ask(s.dns, Transport::Udp, q, RecordType::A).await;
+        assert_eq!(a_records(&m), vec![WWW_V4], "{q} after an unrelated update");
+    }
+    // An update that blocks the target: both blocked at once (the alias through its CNAME).
+    update("unrelated.test\nwww.corp.test\n").await;
+    let m = ask(s.dns, Transport::Udp, "www.corp.test.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![std::net::Ipv4Addr::LOCALHOST]);
+    let m = ask(s.dns, Transport::Udp, "alias.corp.test.", RecordType::A).await;
+    assert!(
+        !a_records(&m).contains(&WWW_V4),
+        "the alias's cached answer must not survive its target being blocked: {m:?}"
+    );
+    s.stop().await;
+}
+
+/// Prefetch: a name asked for in the last tenth of its TTL is answered from the cache and
+/// refreshed upstream in the background once, so it never expires while it is popular.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn popular_names_are_refreshed_before_they_expire() {
+    let h = Hierarchy::start().await;
+    let s = TestServer::start(
+        &h,
+        Setup {
+            extra: "[cache]\nmax_ttl = \"10s\"\nttl_jitter = 0.0\n".into(),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let q = "www.corp.test.";
+    let asked = || h.log.count(q, RecordType::A);
+    let m = ask(s.dns, Transport::Udp, q, RecordType::A).await;
+    assert_eq!(m.answers.first().map(|r| r.ttl), Some(10));
+    let first = asked();
+    assert!(first >= 1);
+    // From the packet cache while fresh: nobody asks upstream.
+    ask(s.dns, Transport::Udp, q, RecordType::A).await;
+    assert_eq!(asked(), first);
+    // In the last tenth of the TTL: still answered at once from the cache, and one refresh.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(9_200) {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let m = ask(s.dns, Transport::Udp, q, RecordType::A).await;
+    assert!(m.answers.first().is_some_and(|r| r.ttl == 1), "{m:?}");
+    assert!(
+        eventually(|| async { asked() == first + 1 }).await,
+        "one upstream refresh: {} queries",
+        asked()
+    );
+    assert!(
+        eventually(|| async {
+            metric_sum(&s.metrics().await, "rampart_prefetches_total", &[]) == 1.0
+        })
+        .await
+    );
+    // After the old copy's expiry the refreshed one answers: no query waits on upstream.
+    while started.elapsed() < std::time::Duration::from_millis(10_500) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let m = ask(s.dns, Transport::Udp, q, RecordType::A).await;
+    assert!(!m.answers.is_empty());
+    assert_eq!(asked(), first + 1, "served from the refreshed copy");
+    s.stop().await;
+}

@@ -3,7 +3,10 @@
 
 mod support;
 
+mod blockpage;
 mod cli;
+mod dashboard;
+mod ede;
 mod fast_path;
 mod feeds;
 mod fuzz_regressions;

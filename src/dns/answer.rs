@@ -1,6 +1,7 @@
 //! Synthesized answers for blocked names.
 //!
-//! A/AAAA get the configured block page address; other types, and address types without a
+//! A/AAAA get the configured block page address (the category's own when
+//! `[[block_page.categories]]` gives one); other types, and address types without a
 //! configured address, get NODATA. Lists can choose NXDOMAIN, NODATA or REFUSED instead.
 //! Negative answers carry an SOA whose owner is the listed name and whose minimum is the block
 //! TTL, so downstream caches can cache them (RFC 2308) and a reader can see which rule applied.
@@ -33,12 +34,14 @@ pub struct Synthesized {
 /// Build the answer for `qname`/`qtype` under `verdict`. `zone` is the listed name that matched
 /// (the query name itself or one of its parents). PASSTHRU, and TCP-ONLY over TCP, mean
 /// "resolve normally" and are not synthesized: the caller does not call this for them.
+/// `category` is the match's category (see [`BlockConfig::addresses`]).
 pub fn blocked(
     verdict: Verdict<'_>,
     qname: &Name,
     qtype: RecordType,
     zone: &Name,
     block: &BlockConfig,
+    category: Option<&str>,
 ) -> Synthesized {
     let nodata = |rcode| Synthesized {
         rcode,
@@ -61,7 +64,8 @@ pub fn blocked(
         Verdict::NxDomain => nodata(ResponseCode::NXDomain),
         Verdict::NoData | Verdict::Passthru => nodata(ResponseCode::NoError),
         Verdict::BlockAddress => {
-            let data = match (qtype, block.ipv4, block.ipv6) {
+            let (ipv4, ipv6) = block.addresses(category);
+            let data = match (qtype, ipv4, ipv6) {
                 (RecordType::A, Some(v4), _) => Some(RData::A(A(v4))),
                 (RecordType::AAAA, _, Some(v6)) => Some(RData::AAAA(AAAA(v6))),
                 _ => None,
@@ -125,13 +129,14 @@ fn soa(zone: &Name, ttl: u32) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn cfg(v4: bool, v6: bool) -> BlockConfig {
         BlockConfig {
             ipv4: v4.then_some(Ipv4Addr::new(127, 0, 0, 1)),
             ipv6: v6.then_some(Ipv6Addr::LOCALHOST),
             ttl: 60,
+            categories: Vec::new(),
         }
     }
 
@@ -145,6 +150,7 @@ mod tests {
             RecordType::A,
             &z,
             &cfg(true, true),
+            None,
         );
         assert_eq!(a.answers.len(), 1);
         assert_eq!(a.answers[0].ttl, 60);
@@ -154,6 +160,7 @@ mod tests {
             RecordType::MX,
             &z,
             &cfg(true, true),
+            None,
         );
         assert!(mx.answers.is_empty());
         assert_eq!(mx.rcode, ResponseCode::NoError);
@@ -164,11 +171,61 @@ mod tests {
             RecordType::AAAA,
             &z,
             &cfg(true, false),
+            None,
         );
         assert!(aaaa.answers.is_empty());
-        let nx = blocked(Verdict::NxDomain, &q, RecordType::A, &z, &cfg(true, true));
+        let nx = blocked(
+            Verdict::NxDomain,
+            &q,
+            RecordType::A,
+            &z,
+            &cfg(true, true),
+            None,
+        );
         assert_eq!(nx.rcode, ResponseCode::NXDomain);
-        let r = blocked(Verdict::Refused, &q, RecordType::A, &z, &cfg(true, true));
+        let r = blocked(
+            Verdict::Refused,
+            &q,
+            RecordType::A,
+            &z,
+            &cfg(true, true),
+            None,
+        );
         assert_eq!(r.rcode, ResponseCode::Refused);
+    }
+
+    #[test]
+    fn a_category_with_its_own_address_gets_it() {
+        let q = Name::from_ascii("casino.example.").unwrap();
+        let mut block = cfg(true, true);
+        block.categories.push(crate::config::CategoryAddress {
+            name: "gambling".into(),
+            ipv4: Some(Ipv4Addr::new(127, 0, 0, 10)),
+            ipv6: None,
+        });
+        let addr = |qtype, category| {
+            blocked(Verdict::BlockAddress, &q, qtype, &q, &block, category).answers[0]
+                .data
+                .clone()
+        };
+        assert_eq!(
+            addr(RecordType::A, Some("Gambling")),
+            RData::A(A(Ipv4Addr::new(127, 0, 0, 10)))
+        );
+        // The category sets no IPv6 address: [block]'s.
+        assert_eq!(
+            addr(RecordType::AAAA, Some("gambling")),
+            RData::AAAA(AAAA(Ipv6Addr::LOCALHOST))
+        );
+        assert_eq!(
+            addr(RecordType::A, Some("malware")),
+            RData::A(A(Ipv4Addr::LOCALHOST))
+        );
+        assert_eq!(addr(RecordType::A, None), RData::A(A(Ipv4Addr::LOCALHOST)));
+        assert_eq!(
+            block.category_of(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10))),
+            Some("gambling")
+        );
+        assert_eq!(block.category_of(IpAddr::V4(Ipv4Addr::LOCALHOST)), None);
     }
 }

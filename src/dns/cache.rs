@@ -190,6 +190,7 @@ impl Cache {
         if ttl == 0 {
             return;
         }
+        let ttl = jittered(ttl, self.config.ttl_jitter);
         if self.map.len() >= self.config.size {
             self.make_room();
         }
@@ -250,6 +251,21 @@ impl Cache {
     }
 }
 
+/// `ttl` less up to `fraction` of it, at random, for TTLs of 10 s or more.
+fn jittered(ttl: u32, fraction: f64) -> u32 {
+    if ttl < 10 || fraction <= 0.0 {
+        return ttl;
+    }
+    // splitmix64 over a counter: cheap, and good enough to spread expiries.
+    static STATE: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
+    let mut z = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let spread = (f64::from(ttl) * fraction) as u64;
+    ttl - (z % (spread + 1)) as u32
+}
+
 fn key(name: &LowerName, rtype: RecordType, class: DNSClass) -> Key {
     Key {
         name: name.clone(),
@@ -285,6 +301,15 @@ mod tests {
     use super::*;
     use hickory_proto::rr::{Name, rdata::A};
 
+    #[test]
+    fn jitter_takes_at_most_the_fraction_and_spreads() {
+        assert_eq!(jittered(9, 0.1), 9);
+        assert_eq!(jittered(300, 0.0), 300);
+        let seen: std::collections::BTreeSet<u32> = (0..1000).map(|_| jittered(300, 0.1)).collect();
+        assert!(seen.iter().all(|&t| (270..=300).contains(&t)), "{seen:?}");
+        assert!(seen.len() > 20, "spread: {seen:?}");
+    }
+
     fn cfg(size: usize) -> CacheConfig {
         CacheConfig {
             size,
@@ -295,6 +320,8 @@ mod tests {
             serve_stale: Duration::from_secs(600),
             stale_ttl: 30,
             stale_answer_after: Duration::ZERO,
+            ttl_jitter: 0.0,
+            prefetch: false,
         }
     }
 

@@ -17,6 +17,7 @@ use hickory_proto::rr::RData;
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 
 use super::{
+    ede::{self, Ede},
     handler::DnsHandler,
     packet_cache::Tally,
     wire::{self, CLASS_IN, HEADER, QueryView, TYPE_A, TYPE_AAAA, TYPE_ANY},
@@ -145,6 +146,8 @@ impl Tallies {
 pub enum Fast {
     /// A response of this many bytes is in the output buffer.
     Reply(usize),
+    /// The same, from a packet-cache entry to refresh in the background (prefetch).
+    ReplyAndPrefetch(usize),
     /// Not for the fast path: hand it to the general path.
     General,
 }
@@ -225,6 +228,28 @@ impl FastPath {
         if !snapshot.client_rules {
             let mut key = [0u8; wire::MAX_KEY];
             let key_len = wire::cache_key(req, &q, group as u16, &mut key);
+            // An entry stored under an older policy is served again when the current policy
+            // decides its name as before (no block, the same allow rule, nothing to log).
+            let revalidate = |tally: &Tally| {
+                if snapshot.response_rules || tally.outcome != Outcome::CacheHit {
+                    return false;
+                }
+                let mut name = [0u8; 256];
+                let name_len = wire::policy_name(req, &q, &mut name);
+                let name = &name[..name_len];
+                if name.is_empty() || name.contains(&0) {
+                    return false;
+                }
+                let evaluation = snapshot.evaluate(&snapshot.prepare(name), Some(client), group);
+                if evaluation.logged.is_some() || tally.blocked_by.is_some() {
+                    return false;
+                }
+                match evaluation.decision {
+                    Decision::Pass => tally.allowed_by.is_none(),
+                    Decision::Allowed(m) => tally.allowed_by == Some(m.list),
+                    Decision::Blocked(_) | Decision::Passthru(_) => false,
+                }
+            };
             if let Some(hit) = h.packets.serve(
                 &key[..key_len],
                 snapshot.generation,
@@ -233,8 +258,12 @@ impl FastPath {
                 advertised,
                 req,
                 out,
+                revalidate,
             ) {
                 tallies.count(self, &snapshot, q.qtype, hit.tally, None);
+                if hit.prefetch {
+                    return Fast::ReplyAndPrefetch(hit.len);
+                }
                 return Fast::Reply(hit.len);
             }
         }
@@ -262,9 +291,11 @@ impl FastPath {
         let mut addresses = Addresses::default();
         let rcode = match snapshot.verdict(m, group) {
             Verdict::BlockAddress => {
-                match (q.qtype, block.ipv4, block.ipv6) {
-                    (TYPE_A, Some(a), _) => addresses.push(&a.octets()),
-                    (TYPE_AAAA, _, Some(a)) => addresses.push(&a.octets()),
+                // A category's own address where `[[block_page.categories]]` gives one: a
+                // scan of a few borrowed strings, no allocation.
+                match (q.qtype, block.addresses(snapshot.category(m))) {
+                    (TYPE_A, (Some(a), _)) => addresses.push(&a.octets()),
+                    (TYPE_AAAA, (_, Some(a))) => addresses.push(&a.octets()),
                     _ => true,
                 };
                 0
@@ -296,7 +327,23 @@ impl FastPath {
         };
         // Negative answers carry the SOA of the listed name (a suffix of the query name).
         let zone = addresses.is_empty().then(|| zone_offset(req, &q, name, m));
-        let len = synthesize(req, &q, rcode, &addresses, zone, block.ttl, advertised, out);
+        // Why, for clients that sent EDNS (RFC 8914), written straight from the snapshot.
+        let ede = q
+            .edns
+            .is_some()
+            .then(|| Ede::of(&snapshot, m, group))
+            .flatten();
+        let len = synthesize(
+            req,
+            &q,
+            rcode,
+            &addresses,
+            zone,
+            block.ttl,
+            advertised,
+            ede.as_ref(),
+            out,
+        );
         self.blocked(&snapshot, &q, m, len, tallies)
     }
 
@@ -388,8 +435,9 @@ fn zone_offset(req: &[u8], q: &QueryView, name: &[u8], m: Match) -> usize {
 
 /// Write a block response: the question as asked, then either the address records (owner =
 /// the query name) or an SOA for `zone` (an offset of a suffix of the query name in `req`) in
-/// the authority section, then an OPT record if the query had one, encoded as hickory encodes
-/// the general path's answer. Returns the length, or None if `out` is too small.
+/// the authority section, then an OPT record if the query had one (carrying `ede`), encoded as
+/// hickory encodes the general path's answer. Returns the length, or None if `out` is too
+/// small.
 #[allow(clippy::too_many_arguments)]
 fn synthesize(
     req: &[u8],
@@ -399,8 +447,10 @@ fn synthesize(
     zone: Option<usize>,
     ttl: u32,
     advertised: u16,
+    ede: Option<&Ede>,
     out: &mut [u8],
 ) -> Option<usize> {
+    let ede_len = ede.map_or(0, |e| 4 + e.data_len());
     let qend = q.question_end();
     let qname = &req[HEADER..q.qname_end];
     let need = qend
@@ -411,7 +461,7 @@ fn synthesize(
         + zone.map_or(0, |z| {
             (q.qname_end - z) + 10 + MNAME.len() + RNAME_LABEL.len() + 2 + 20
         })
-        + if q.edns.is_some() { 11 } else { 0 };
+        + if q.edns.is_some() { 11 + ede_len } else { 0 };
     if need > out.len() {
         return None;
     }
@@ -470,7 +520,13 @@ fn synthesize(
     if q.edns.is_some() {
         put(&[0, 0, 41], &mut pos);
         put(&advertised.to_be_bytes(), &mut pos);
-        put(&[0, 0, 0, 0, 0, 0], &mut pos);
+        put(&[0, 0, 0, 0], &mut pos);
+        put(&(ede_len as u16).to_be_bytes(), &mut pos);
+        if let Some(e) = ede {
+            put(&ede::OPTION.to_be_bytes(), &mut pos);
+            put(&(e.data_len() as u16).to_be_bytes(), &mut pos);
+            pos += e.write_data(&mut out[pos..]);
+        }
     }
     Some(pos)
 }

@@ -21,7 +21,7 @@ use std::{
 use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, Query, ResponseCode},
-    rr::{DNSClass, LowerName, Name, Record, RecordType},
+    rr::{DNSClass, LowerName, Name, Record, RecordType, rdata::opt::EdnsOption},
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 use hickory_server::{
@@ -149,6 +149,10 @@ pub struct Notes {
     pub blocked: Option<Match>,
     /// The policy generation the query was answered under.
     pub generation: u64,
+    /// Extended DNS Error data (INFO-CODE and EXTRA-TEXT) of a synthesized answer.
+    pub ede: Option<Vec<u8>>,
+    /// A prefetch: resolve upstream even if the cache has the answer.
+    pub prefetch: bool,
 }
 
 /// hickory-server's listeners (TCP) and our UDP workers share one handler.
@@ -179,12 +183,12 @@ impl RequestHandler for DnsHandler {
         let wall = self.query_log.as_ref().map(|_| crate::querylog::now_ns());
         let protocol = protocol_label(request.protocol());
         let qtype = request_qtype(request);
-        let mut notes = Notes::default();
 
         // Listeners of hickory-server (DoT, DoH) are checked here; UDP and plain TCP are
         // checked by our own listeners before they decode anything. Denied queries are
         // counted in `rampart_access_denied_total`, not with the queries answered.
         let denied = self.limits.denied(request.src().ip());
+        let mut notes = Notes::default();
         let (reply, outcome) = match denied {
             None => self.run(request, &mut notes).await,
             Some(action) => {
@@ -203,7 +207,7 @@ impl RequestHandler for DnsHandler {
             }
         };
         if let (Some(log), Some(wall), None) = (&self.query_log, wall, denied) {
-            let rcode = (!reply.drop).then(|| self.response_edns(request, reply.rcode).1);
+            let rcode = (!reply.drop).then(|| self.response_edns(request, reply.rcode, None).1);
             log_query(
                 log,
                 wall,
@@ -225,7 +229,7 @@ impl RequestHandler for DnsHandler {
                 counts: HeaderCounts::default(),
             });
         }
-        let (edns, rcode) = self.response_edns(request, reply.rcode);
+        let (edns, rcode) = self.response_edns(request, reply.rcode, notes.ede.take());
         let response = self.build(request, &reply, edns.as_ref(), rcode);
         let metadata = *response.metadata();
         let info = match response_handle.send_response(response).await {
@@ -293,8 +297,36 @@ impl DnsHandler {
         src: SocketAddr,
         protocol: Protocol,
     ) -> Option<Vec<u8>> {
+        self.answer_bytes_with(raw, src, protocol, Notes::default())
+            .await
+    }
+
+    /// Refresh the answer to a UDP query the fast path just answered from the packet cache
+    /// (prefetch): resolved upstream again, stored in both caches, sent to nobody and not
+    /// counted as a query.
+    pub async fn prefetch(&self, raw: Vec<u8>, src: SocketAddr) {
+        self.metrics.upstream_bounds.prefetches.inc();
+        let notes = Notes {
+            prefetch: true,
+            ..Notes::default()
+        };
+        let _ = self.answer_bytes_with(raw, src, Protocol::Udp, notes).await;
+    }
+
+    async fn answer_bytes_with(
+        &self,
+        raw: Vec<u8>,
+        src: SocketAddr,
+        protocol: Protocol,
+        mut notes: Notes,
+    ) -> Option<Vec<u8>> {
         let started = Instant::now();
-        let wall = self.query_log.as_ref().map(|_| crate::querylog::now_ns());
+        // A prefetch is not a client's query: not logged.
+        let wall = self
+            .query_log
+            .as_ref()
+            .filter(|_| !notes.prefetch)
+            .map(|_| crate::querylog::now_ns());
         let label = protocol_label(protocol);
         let udp = protocol == Protocol::Udp;
         let request = match self.decode(raw, src, protocol, started) {
@@ -305,17 +337,18 @@ impl DnsHandler {
             let s = self.policy.load();
             (s.generation, s.client_rules, s.group_of(src.ip()))
         };
-        let mut notes = Notes::default();
         let (reply, outcome) = self.run(&request, &mut notes).await;
-        self.metrics
-            .observe(request_qtype(&request), label, outcome, started.elapsed());
+        if !notes.prefetch {
+            self.metrics
+                .observe(request_qtype(&request), label, outcome, started.elapsed());
+        }
         if reply.drop {
             if let (Some(log), Some(wall)) = (&self.query_log, wall) {
                 log_query(log, wall, started, &request, outcome, &notes, None, None);
             }
             return None;
         }
-        let (edns, rcode) = self.response_edns(&request, reply.rcode);
+        let (edns, rcode) = self.response_edns(&request, reply.rcode, notes.ede.take());
         let max_size = match (udp, &edns) {
             (false, _) => u16::MAX,
             (true, None) => 512,
@@ -369,6 +402,13 @@ impl DnsHandler {
         {
             let mut key = [0u8; wire::MAX_KEY];
             let n = wire::cache_key(request.as_slice(), &view, group as u16, &mut key);
+            // An answer that followed no CNAME or DNAME depends on the policy only through
+            // its question name's decision, so it can be revalidated after a list update.
+            let revalidatable = tally_outcome == Outcome::CacheHit
+                && !reply
+                    .answers
+                    .iter()
+                    .any(|r| matches!(r.record_type(), RecordType::CNAME | RecordType::DNAME));
             self.packets.store(
                 &key[..n],
                 &bytes,
@@ -379,17 +419,20 @@ impl DnsHandler {
                     blocked_by: notes.blocked_by,
                     allowed_by: notes.allowed_by,
                 },
+                revalidatable,
             );
         }
         Some(bytes)
     }
 
     /// The response's EDNS record (answered in kind, RFC 6891: the smaller of the client's
-    /// payload size and ours) and the RCODE after the version check (BADVERS above 0).
+    /// payload size and ours), with the Extended DNS Error `ede` if any (RFC 8914: only to
+    /// clients that sent EDNS), and the RCODE after the version check (BADVERS above 0).
     fn response_edns(
         &self,
         request: &Request,
         rcode: ResponseCode,
+        ede: Option<Vec<u8>>,
     ) -> (Option<Edns>, ResponseCode) {
         let Some(req_edns) = &request.edns else {
             return (None, rcode);
@@ -400,6 +443,10 @@ impl DnsHandler {
         let rcode = if req_edns.version() > 0 {
             ResponseCode::BADVERS
         } else {
+            if let Some(data) = ede {
+                e.options_mut()
+                    .insert(EdnsOption::Unknown(super::ede::OPTION, data));
+            }
             rcode
         };
         (Some(e), rcode)
@@ -584,6 +631,14 @@ impl DnsHandler {
         client: IpAddr,
         notes: &mut Notes,
     ) -> Result<(Answer, Outcome), UpstreamError> {
+        if notes.prefetch {
+            // The cached copy is about to expire: ask upstream now, and keep serving the
+            // cached copy if that fails.
+            return self
+                .resolve(lower, qtype, qclass, client)
+                .await
+                .map(|answer| (answer, Outcome::Allowed));
+        }
         let stale = match self.cache.lookup(lower, qtype, qclass) {
             Lookup::Fresh(hit) => return Ok((hit, Outcome::CacheHit)),
             // A refresh failed moments ago: do not make this client wait for another.
@@ -701,6 +756,7 @@ impl DnsHandler {
         if verdict == Verdict::TcpOnly && !q.udp {
             return None;
         }
+        notes.ede = super::ede::Ede::of(snapshot, m, group).map(|e| e.data());
         Some(self.rewrite(snapshot, m, verdict, q, notes).await)
     }
 
@@ -742,7 +798,14 @@ impl DnsHandler {
                 qname.trim_to(labels)
             }
         };
-        let synthesized = answer::blocked(verdict, qname, qtype, &zone, &self.block);
+        let synthesized = answer::blocked(
+            verdict,
+            qname,
+            qtype,
+            &zone,
+            &self.block,
+            snapshot.category(m),
+        );
         let target = synthesized.cname_target.clone();
         let mut reply = Reply::from(synthesized);
         if let Some(target) = target {

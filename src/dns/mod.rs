@@ -5,6 +5,7 @@
 pub mod access;
 pub mod answer;
 pub mod cache;
+pub mod ede;
 pub mod fast;
 pub mod handler;
 pub mod iterate;

@@ -4,11 +4,18 @@
 //! message decode, no allocation.
 //!
 //! Every entry carries the policy generation it was answered under and is only served under the
-//! same one, so a list update applies to the very next query (stale entries are overwritten or
-//! swept). Answers that depend on more than the key (CLIENT-IP rules, log-only matches, DROP,
+//! same one, so a list update applies to the very next query. An entry from an older generation
+//! whose answer depends only on the policy's decision for its question name (no CNAME or DNAME
+//! to follow, no RESPONSE-IP rules) is revalidated instead of dropped: when the new policy
+//! decides that name as before, the entry moves to the new generation and is served. Without
+//! this, every list update (every few seconds with busy feeds) would send every popular name
+//! back through the general path at once. Other stale entries are overwritten or swept. Answers that depend on more than the key (CLIENT-IP rules, log-only matches, DROP,
 //! TC) are never stored; see `DnsHandler::answer_udp`.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use dashmap::DashMap;
 
@@ -31,7 +38,14 @@ struct Entry {
     ttl_offsets: Box<[u16]>,
     opt_payload_at: Option<u16>,
     question_end: u16,
-    generation: u64,
+    /// Atomic so a revalidated entry moves to the new generation under the shard's read lock.
+    generation: AtomicU64,
+    /// The answer depends on nothing but the policy's decision for the question name.
+    revalidatable: bool,
+    /// The response's smallest TTL when stored, in seconds.
+    ttl: u32,
+    /// A prefetch of this entry was asked for (once per entry).
+    prefetched: AtomicBool,
     stored: Instant,
     expires: Instant,
     tally: Tally,
@@ -42,11 +56,21 @@ struct Entry {
 pub struct Hit {
     pub len: usize,
     pub tally: Tally,
+    /// The entry is in the last tenth of its life and still asked for: refresh it now, in the
+    /// background, so it never expires under load (see [`PREFETCH_MIN_TTL`]).
+    pub prefetch: bool,
 }
+
+/// Entries whose TTL was at least this long (seconds) are prefetched when hit in the last tenth
+/// of their life, as BIND and Unbound do: without it every popular name expires and is asked
+/// upstream by all its clients' queries at once, and names fetched together (after a start)
+/// expire together.
+pub const PREFETCH_MIN_TTL: u32 = 10;
 
 pub struct PacketCache {
     map: DashMap<Box<[u8]>, Entry, foldhash::fast::RandomState>,
     capacity: usize,
+    prefetch: bool,
 }
 
 impl std::fmt::Debug for PacketCache {
@@ -58,10 +82,13 @@ impl std::fmt::Debug for PacketCache {
 }
 
 impl PacketCache {
-    pub fn new(capacity: usize) -> Self {
+    /// A cache of at most `capacity` responses; `prefetch`: report hits to refresh (see
+    /// [`Hit::prefetch`]).
+    pub fn new(capacity: usize, prefetch: bool) -> Self {
         Self {
             map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             capacity,
+            prefetch,
         }
     }
 
@@ -74,8 +101,9 @@ impl PacketCache {
     }
 
     /// Serve `request` from the cache into `out`: the response for `key` if it was stored under
-    /// `generation`, is still fresh at `now` and fits in `limit` bytes. `advertised` is the
-    /// EDNS payload size to put in the response's OPT record (it follows the client's).
+    /// `generation` (or under an older one and `revalidate` accepts its tally for this one), is
+    /// still fresh at `now` and fits in `limit` bytes. `advertised` is the EDNS payload size to
+    /// put in the response's OPT record (it follows the client's).
     #[allow(clippy::too_many_arguments)]
     pub fn serve(
         &self,
@@ -86,14 +114,23 @@ impl PacketCache {
         advertised: u16,
         request: &[u8],
         out: &mut [u8],
+        revalidate: impl FnOnce(&Tally) -> bool,
     ) -> Option<Hit> {
         if self.capacity == 0 {
             return None;
         }
         let e = self.map.get(key)?;
         let len = e.wire.len();
-        if e.generation != generation || now >= e.expires || len > limit || len > out.len() {
+        if now >= e.expires || len > limit || len > out.len() {
             return None;
+        }
+        let stored_under = e.generation.load(Ordering::Relaxed);
+        if stored_under != generation {
+            // Only forward: an entry never moves back to an older snapshot.
+            if stored_under > generation || !e.revalidatable || !revalidate(&e.tally) {
+                return None;
+            }
+            e.generation.store(generation, Ordering::Relaxed);
         }
         let qend = usize::from(e.question_end);
         if request.len() < qend {
@@ -118,15 +155,23 @@ impl PacketCache {
             let at = usize::from(at);
             out[at..at + 2].copy_from_slice(&advertised.to_be_bytes());
         }
+        let prefetch = self.prefetch
+            && e.ttl >= PREFETCH_MIN_TTL
+            && e.tally.outcome == Outcome::CacheHit
+            && e.expires.duration_since(now) * 10 < Duration::from_secs(u64::from(e.ttl))
+            && !e.prefetched.load(Ordering::Relaxed)
+            && !e.prefetched.swap(true, Ordering::Relaxed);
         Some(Hit {
             len,
             tally: e.tally,
+            prefetch,
         })
     }
 
     /// Store a response we sent (indexed by `wire::index_response`) under `key`, for as long as
     /// its smallest TTL. Responses without records (nothing to say how long they hold) are not
-    /// stored.
+    /// stored. `revalidatable`: the response depends on nothing but the policy's decision for
+    /// the question name (see the module documentation).
     pub fn store(
         &self,
         key: &[u8],
@@ -134,6 +179,7 @@ impl PacketCache {
         index: ResponseIndex,
         generation: u64,
         tally: Tally,
+        revalidatable: bool,
     ) {
         if self.capacity == 0 {
             return;
@@ -155,7 +201,10 @@ impl PacketCache {
                 ttl_offsets: index.ttl_offsets.into_boxed_slice(),
                 opt_payload_at: index.opt_payload_at,
                 question_end,
-                generation,
+                generation: AtomicU64::new(generation),
+                revalidatable,
+                ttl,
+                prefetched: AtomicBool::new(false),
                 stored: now,
                 expires: now + Duration::from_secs(u64::from(ttl)),
                 tally,
@@ -168,11 +217,12 @@ impl PacketCache {
         super::cache::make_room(&self.map, self.capacity, |e| e.expires > now);
     }
 
-    /// Drop expired entries and ones from policy generations other than `current`, which can
-    /// never be served again.
+    /// Drop expired entries and ones from policy generations other than `current` that cannot
+    /// be revalidated, which can never be served again.
     pub fn sweep(&self, current: u64) {
         let now = Instant::now();
-        self.map
-            .retain(|_, e| e.expires > now && e.generation == current);
+        self.map.retain(|_, e| {
+            e.expires > now && (e.revalidatable || e.generation.load(Ordering::Relaxed) == current)
+        });
     }
 }

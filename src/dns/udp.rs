@@ -241,6 +241,13 @@ impl Worker {
                         dests[replies] = Some(SockaddrStorage::from(src));
                         replies += 1;
                     }
+                    Fast::ReplyAndPrefetch(len) => {
+                        tallies.log_reply(request, src, &tx[replies][..len]);
+                        lens[replies] = len;
+                        dests[replies] = Some(SockaddrStorage::from(src));
+                        replies += 1;
+                        self.prefetch(request, src);
+                    }
                     Fast::General => self.general(request, src),
                 }
             }
@@ -290,6 +297,23 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Refresh the answer to a datagram just answered from the packet cache: the general path
+    /// resolves it upstream again and stores the new answer; nothing is sent. Skipped when the
+    /// general path is full (the entry then simply expires).
+    fn prefetch(&self, request: &[u8], src: SocketAddr) {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let raw = request.to_vec();
+        let handler = self.fast.handler().clone();
+        let in_flight = self.in_flight.clone();
+        self.runtime.spawn(async move {
+            handler.prefetch(raw, src).await;
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Hand a datagram to the general path; it replies on this worker's socket.

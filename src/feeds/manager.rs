@@ -59,6 +59,49 @@ pub struct FeedStatus {
     pub failures: u64,
 }
 
+/// What `/v1/enforcement` shows for one list: proof of which version is enforced since when.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Enforcement {
+    pub name: String,
+    /// The file path, URL or zone transfer source.
+    pub source: String,
+    pub format: String,
+    /// SOA serial (zone transfers) and HTTP validators of the version in service.
+    pub serial: Option<u32>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// `sha256:` and the hex SHA-256 of the version's text as loaded (for a zone transfer, the
+    /// zone as rendered to the saved copy), so an operator can prove which file is enforced.
+    pub content_hash: Option<String>,
+    /// Rules and distinct names in service.
+    pub entries: usize,
+    pub names: usize,
+    /// Unix seconds at which this version went into service.
+    pub active_since: Option<u64>,
+    /// Queries this list blocked since then.
+    pub hits_since_activation: u64,
+    /// Unix seconds of the version's publication, when known: the NOTIFY that announced it,
+    /// the HTTP Last-Modified of the download, the file's modification time.
+    pub published_at: Option<f64>,
+    /// Seconds from publication to enforcement (new snapshot in service).
+    pub publication_to_enforcement_seconds: Option<f64>,
+    /// True while serving without this list (nothing could be loaded).
+    pub missing: bool,
+}
+
+/// When and what a list version went into service as.
+#[derive(Debug, Clone, Default)]
+struct Activation {
+    at: u64,
+    /// Filled in by a blocking thread once the file is hashed (a 100 MB list takes a fraction
+    /// of a second, which start-up does not wait for).
+    content_hash: Arc<std::sync::OnceLock<String>>,
+    /// The list's blocked-queries counter at activation.
+    hits_before: u64,
+    published_at: Option<f64>,
+    delay: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Held {
     pub names: usize,
@@ -86,8 +129,13 @@ struct FeedState {
     zone: Option<Zone>,
     /// The zone a held-back version came from.
     held_zone: Option<Zone>,
-    /// When a NOTIFY arrived that has not yet led to a version in service.
-    notified_at: Option<std::time::Instant>,
+    /// When a NOTIFY arrived that has not yet led to a version in service (monotonic, and the
+    /// wall clock for reports).
+    notified_at: Option<(std::time::Instant, SystemTime)>,
+    /// The version in service, for `/v1/enforcement`.
+    activation: Option<Activation>,
+    /// A file list loaded at start-up, to be saved as the last good copy once serving.
+    start_copy: Option<(PathBuf, PathBuf)>,
 }
 
 /// The list updater. Cheap to share (`Arc`).
@@ -111,6 +159,34 @@ impl std::fmt::Debug for Feeds {
             .field("lists", &self.lists.len())
             .finish()
     }
+}
+
+fn unix_f64(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `sha256:` and the hex SHA-256 of a file, or None when it cannot be read.
+fn hash_file(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    let digest = ctx.finish();
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest.as_ref() {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+    }
+    Some(out)
 }
 
 fn now_unix() -> u64 {
@@ -177,6 +253,8 @@ impl Feeds {
                     zone: None,
                     held_zone: None,
                     notified_at: None,
+                    activation: None,
+                    start_copy: None,
                 })
             })
             .collect();
@@ -213,8 +291,18 @@ impl Feeds {
         }
         let snapshot = Snapshot::assemble(compiled, &self.groups);
         self.metrics.set_lists(&snapshot);
-        self.policy.store(Arc::new(snapshot));
+        let snapshot = Arc::new(snapshot);
+        self.policy.store(snapshot.clone());
         for i in 0..self.lists.len() {
+            if let Some((from, to)) = self.state(i).start_copy.take() {
+                drop(tokio::task::spawn_blocking(move || save_copy(&from, &to)));
+            }
+        }
+        for (i, list) in snapshot.lists.iter().enumerate() {
+            if !self.state(i).status.missing {
+                let published = self.published(i);
+                self.activate(i, list, published);
+            }
             self.publish_metrics(i);
         }
         Ok(())
@@ -227,10 +315,11 @@ impl Feeds {
             Source::File(path) => {
                 let c = compile(list, path.clone()).await;
                 if c.info.error.is_none() {
-                    self.state(i).file_stamp = file_stamp(path);
-                    // In the background: copying a big list is not worth delaying start-up for.
-                    let (from, to) = (path.clone(), list.state_path.clone());
-                    drop(tokio::task::spawn_blocking(move || save_copy(&from, &to)));
+                    let mut s = self.state(i);
+                    s.file_stamp = file_stamp(path);
+                    // Saved once every list is in service: copying a 100 MB list is not worth
+                    // delaying start-up for.
+                    s.start_copy = Some((path.clone(), list.state_path.clone()));
                 }
                 Some(c)
             }
@@ -354,7 +443,7 @@ impl Feeds {
             if x.notify_from.iter().any(|n| n.contains(&from)) {
                 self.state(i)
                     .notified_at
-                    .get_or_insert_with(std::time::Instant::now);
+                    .get_or_insert_with(|| (std::time::Instant::now(), SystemTime::now()));
                 self.triggers[i].notify_one();
                 self.metrics.notifies.with_label_values(&["accepted"]).inc();
                 return NotifyResult::Accepted;
@@ -638,10 +727,85 @@ impl Feeds {
         }
         self.record_success(i, &list);
         let notified = self.state(i).notified_at.take();
-        if let Some(t) = notified {
+        if let Some((t, _)) = notified {
             self.metrics.notify_to_service(t.elapsed());
         }
+        let published = notified
+            .map(|(_, at)| unix_f64(at))
+            .or_else(|| self.published(i));
+        self.activate(i, &list, published);
         info!(list = %self.lists[i].name, names, "new version in service");
+    }
+
+    /// When the version of list `i` now described by its status was published, as far as the
+    /// source tells: HTTP Last-Modified, or a file's modification time.
+    fn published(&self, i: usize) -> Option<f64> {
+        let modified = self.state(i).status.last_modified.clone();
+        if let Some(t) = modified.and_then(|m| httpdate::parse_http_date(&m).ok()) {
+            return Some(unix_f64(t));
+        }
+        match &self.lists[i].source {
+            Source::File(path) => std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(unix_f64),
+            _ => None,
+        }
+    }
+
+    /// Record that `list` went into service now: its content hash (computed on a blocking
+    /// thread, not awaited), the list's blocked counter (hits are counted from here) and the
+    /// delay since publication.
+    fn activate(&self, i: usize, list: &CompiledList, published_at: Option<f64>) {
+        let at = SystemTime::now();
+        let path = if list.info.path.is_file() {
+            list.info.path.clone()
+        } else {
+            self.lists[i].state_path.clone()
+        };
+        let content_hash = Arc::new(std::sync::OnceLock::new());
+        let cell = content_hash.clone();
+        drop(tokio::task::spawn_blocking(move || {
+            if let Some(h) = hash_file(&path) {
+                let _ = cell.set(h);
+            }
+        }));
+        let activation = Activation {
+            at: unix_f64(at) as u64,
+            content_hash,
+            hits_before: self.metrics.blocked_counter(&self.lists[i].name).get(),
+            published_at,
+            delay: published_at.map(|p| (unix_f64(at) - p).max(0.0)),
+        };
+        self.state(i).activation = Some(activation);
+    }
+
+    /// Proof of enforcement for every list.
+    pub fn enforcements(&self) -> Vec<Enforcement> {
+        (0..self.lists.len()).map(|i| self.enforcement(i)).collect()
+    }
+
+    fn enforcement(&self, i: usize) -> Enforcement {
+        let name = &self.lists[i].name;
+        let hits_now = self.metrics.blocked_counter(name).get();
+        let s = self.state(i);
+        let a = s.activation.clone().unwrap_or_default();
+        Enforcement {
+            name: name.clone(),
+            source: s.status.source.clone(),
+            format: s.status.format.clone(),
+            serial: s.status.serial,
+            etag: s.status.etag.clone(),
+            last_modified: s.status.last_modified.clone(),
+            content_hash: a.content_hash.get().cloned(),
+            entries: s.status.entries,
+            names: s.status.names,
+            active_since: s.activation.as_ref().map(|a| a.at),
+            hits_since_activation: hits_now.saturating_sub(a.hits_before),
+            published_at: a.published_at,
+            publication_to_enforcement_seconds: a.delay,
+            missing: s.status.missing,
+        }
     }
 
     /// Save the file a version came from as the last good copy, with its validators.
@@ -725,6 +889,15 @@ impl Feeds {
         }
         self.metrics
             .list_state(&st.name, st.last_success, st.held.is_some(), st.missing);
+        let e = self.enforcement(i);
+        if let Some(at) = e.active_since {
+            self.metrics.list_enforcement(
+                &e.name,
+                at,
+                e.hits_since_activation,
+                e.publication_to_enforcement_seconds,
+            );
+        }
     }
 
     pub fn publish_all_metrics(&self) {

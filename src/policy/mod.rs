@@ -336,6 +336,8 @@ pub struct Snapshot {
     /// Some list has CLIENT-IP triggers: decisions then depend on the client address, not
     /// only on its group.
     pub client_rules: bool,
+    /// Some list has RESPONSE-IP triggers: an answer's addresses can then decide.
+    pub response_rules: bool,
 }
 
 /// Source of snapshot generations.
@@ -358,6 +360,7 @@ impl Default for Snapshot {
             label_mask: 0,
             generation: next_generation(),
             client_rules: false,
+            response_rules: false,
         }
     }
 }
@@ -492,6 +495,7 @@ impl Snapshot {
             m | l.block.label_mask() | l.allow.label_mask() | l.important.label_mask()
         });
         let client_rules = lists.iter().any(|l| !l.client_ip.is_empty());
+        let response_rules = lists.iter().any(|l| !l.response_ip.is_empty());
         Self {
             lists,
             groups: out,
@@ -499,6 +503,7 @@ impl Snapshot {
             label_mask,
             generation: next_generation(),
             client_rules,
+            response_rules,
         }
     }
 
@@ -522,6 +527,16 @@ impl Snapshot {
     /// The list a match came from.
     pub fn list(&self, m: Match) -> Option<&ListInfo> {
         self.lists.get(m.list).map(|l| &l.info)
+    }
+
+    /// The category of a match: the CSV entry's own, else the list's (no allocation: the UDP
+    /// fast path asks for it to pick a category's block address).
+    pub fn category(&self, m: Match) -> Option<&str> {
+        let l = self.lists.get(m.list)?;
+        l.provenance(&m.hit)
+            .and_then(|p| p.category.as_deref())
+            .or(l.info.category.as_deref())
+            .filter(|c| !c.is_empty())
     }
 
     /// The lists of a group, in order (the default group's for an unknown id).

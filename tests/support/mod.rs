@@ -607,7 +607,7 @@ pub async fn ask_from(
     Message::from_vec(&reply).expect("a decodable response")
 }
 
-async fn exchange_bytes_from(
+pub async fn exchange_bytes_from(
     source: Ipv4Addr,
     server: SocketAddr,
     t: Transport,
