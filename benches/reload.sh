@@ -56,6 +56,9 @@ head -n 2000000 "$data/q-blocked.txt" > "$work/queries.txt"
 cat > "$work/rampart.toml" <<CONF
 [server]
 listen = ["127.0.0.1:$port"]
+# Measured against peers that keep no query log (and as measured before it existed).
+[query_log]
+mode = "off"
 # One load generator asks far more than a subscriber would: no rate limits.
 [rate_limit]
 client_qps = 0

@@ -119,6 +119,9 @@ listen = "127.0.0.1:$admin"
 token = "soak"
 [state]
 dir = "$work/state"
+# Measured against peers that keep no query log (and as measured before it existed).
+[query_log]
+mode = "off"
 # One load generator asks far more than a subscriber would: no rate limits.
 [rate_limit]
 client_qps = 0

@@ -54,6 +54,9 @@ ipv6 = "2001:db8::1"
 [admin]
 listen = ""
 
+# Measured against peers that keep no query log (and as measured before it existed).
+[query_log]
+mode = "off"
 # The load generator is one client asking far more than a subscriber would: no rate limits
 # (the peers it is compared with have none either).
 [rate_limit]

@@ -43,6 +43,9 @@ esac
 cat > "$work/rampart.toml" <<CONF
 [server]
 listen = ["127.0.0.1:$port"]
+# Measured against peers that keep no query log (and as measured before it existed).
+[query_log]
+mode = "off"
 [admin]
 listen = ""
 [resolver]

@@ -111,7 +111,7 @@ impl Default for RawQueryLog {
             rotate_every: Duration::from_secs(86_400),
             keep: 30,
             keep_for: Duration::ZERO,
-            queue: 65_536,
+            queue: 16_384,
             client: "full".into(),
             hash_secret: String::new(),
             dnstap: String::new(),
