@@ -164,7 +164,7 @@ fuzz_target!(|data: &[u8]| {
         .fast
         .answer(data, client.ip(), now, &mut out, &mut tallies)
     {
-        Fast::Reply(len) => check_response(data, &out[..len]),
+        Fast::Reply(len) | Fast::ReplyAndPrefetch(len) => check_response(data, &out[..len]),
         Fast::General => {
             let general = setup
                 .runtime
