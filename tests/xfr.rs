@@ -114,9 +114,12 @@ async fn axfr_with_tsig_returns_every_record_and_the_serial() {
     assert_eq!(rule("drop.example", false), RuleAction::Drop);
     assert_eq!(
         rule("walled.example", false),
-        RuleAction::LocalData(vec![RData::CNAME(hickory_proto::rr::rdata::CNAME(name(
-            "garden.example.net."
-        )))])
+        RuleAction::LocalData(
+            vec![RData::CNAME(hickory_proto::rr::rdata::CNAME(name(
+                "garden.example.net."
+            )))]
+            .into()
+        )
     );
     let RuleAction::LocalData(data) = rule("local.example", false) else {
         panic!("local data")

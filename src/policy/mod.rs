@@ -257,9 +257,9 @@ impl CompiledList {
                 important = NameSetBuilder::new(false);
             }
         }
+        let (block, allow, important) = (block.build(), allow.build(), important.build());
         info.names =
             block.len() + allow.len() + important.len() + client_ip.len() + response_ip.len();
-        let (block, allow, important) = (block.build(), allow.build(), important.build());
         info.bytes = block.heap_bytes() + allow.heap_bytes() + important.heap_bytes();
         info.load_time = started.elapsed();
         Self {
@@ -444,7 +444,7 @@ impl<'a> From<&'a RuleAction> for Verdict<'a> {
             RuleAction::Passthru => Verdict::Passthru,
             RuleAction::Drop => Verdict::Drop,
             RuleAction::TcpOnly => Verdict::TcpOnly,
-            RuleAction::LocalData(records) => Verdict::Local(records),
+            RuleAction::LocalData(records) => Verdict::Local(&records[..]),
         }
     }
 }

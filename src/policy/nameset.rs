@@ -194,6 +194,18 @@ impl Table {
     }
 }
 
+/// Start loading the home bucket of `hash` into the cache (no effect on the result).
+#[inline]
+fn prefetch(table: &Table, hash: u64) {
+    if table.buckets == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(slot) = table.slots.get(table.home(hash)) {
+        safe_arch::prefetch_t0(slot);
+    }
+}
+
 fn read_varint(bytes: &[u8], pos: &mut usize) -> u32 {
     let mut value = 0u32;
     let mut shift = 0;
@@ -501,6 +513,18 @@ impl NameSet {
     }
 }
 
+/// Inserts staged before they are placed (see [`NameSetBuilder::insert`]).
+const BATCH: usize = 32;
+
+/// One staged insert: its name is `staged_names[start..start + len]`.
+struct Staged {
+    hash: u64,
+    start: u32,
+    len: u8,
+    scope: Scope,
+    payload: Payload,
+}
+
 /// Collects one list's rules, then freezes them into a [`NameSet`].
 pub struct NameSetBuilder {
     arena: Vec<u8>,
@@ -512,6 +536,8 @@ pub struct NameSetBuilder {
     garbage: usize,
     duplicates: usize,
     scratch: Vec<u8>,
+    staged: Vec<Staged>,
+    staged_names: Vec<u8>,
 }
 
 impl NameSetBuilder {
@@ -533,29 +559,73 @@ impl NameSetBuilder {
             garbage: 0,
             duplicates: 0,
             scratch: Vec::new(),
+            staged: Vec::with_capacity(BATCH),
+            staged_names: Vec::with_capacity(BATCH * 32),
         }
     }
 
-    /// Rules that repeated a name and scope already present (the first one is kept).
+    /// Rules that repeated a name and scope already present (the first one is kept), among the
+    /// rules placed so far (see [`flush`](Self::flush)).
     pub fn duplicates(&self) -> usize {
         self.duplicates
     }
 
+    /// Distinct names placed so far (see [`flush`](Self::flush)).
     pub fn len(&self) -> usize {
         self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == 0 && self.staged.is_empty()
     }
 
     /// Add a rule for a canonical name (lower-case, no trailing dot, ≤ 253 bytes). Returns false
-    /// for a duplicate (same name and scope) or a name that cannot be stored.
+    /// for a name that cannot be stored. A rule for a name and scope already present is a
+    /// duplicate: the first one is kept and [`duplicates`](Self::duplicates) counts it.
+    ///
+    /// Rules are staged in batches of [`BATCH`] and placed in order when a batch is full (or on
+    /// [`flush`](Self::flush) and [`build`](Self::build)). Staging a rule starts loading its
+    /// table slot into the cache, so placing it later does not wait for memory: on a 1M-name
+    /// list nearly every new name's slot is a cache miss, which was two thirds of the time
+    /// spent here when each rule was placed as it came.
     pub fn insert(&mut self, name: &[u8], scope: Scope, payload: Payload) -> bool {
         if name.is_empty() || name.len() > 255 || self.arena.len() >= MAX_ARENA - 600 {
             return false;
         }
-        let h = hash(name);
+        let hash = hash(name);
+        prefetch(&self.table, hash);
+        self.staged.push(Staged {
+            hash,
+            start: self.staged_names.len() as u32,
+            len: name.len() as u8,
+            scope,
+            payload,
+        });
+        self.staged_names.extend_from_slice(name);
+        if self.staged.len() == BATCH {
+            self.flush();
+        }
+        true
+    }
+
+    /// Place every staged rule.
+    pub fn flush(&mut self) {
+        let staged = std::mem::take(&mut self.staged);
+        let names = std::mem::take(&mut self.staged_names);
+        for s in &staged {
+            let start = s.start as usize;
+            let name = &names[start..start + usize::from(s.len)];
+            self.place(name, s.hash, s.scope, s.payload);
+        }
+        (self.staged, self.staged_names) = (staged, names);
+        self.staged.clear();
+        self.staged_names.clear();
+    }
+
+    fn place(&mut self, name: &[u8], h: u64, scope: Scope, payload: Payload) -> bool {
+        if self.arena.len() >= MAX_ARENA - 600 {
+            return false;
+        }
         let arena = &self.arena;
         let found = self.table.find(h, |offset| {
             let len = arena[offset] as usize;
@@ -645,6 +715,7 @@ impl NameSetBuilder {
 
     /// Freeze: drop superseded records, size the table for load 0.7, trim every buffer.
     pub fn build(mut self) -> NameSet {
+        self.flush();
         if self.garbage > 0 {
             let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
             for i in 0..self.table.slots.len() {
@@ -785,7 +856,9 @@ mod tests {
                 p(i + 1)
             ));
         }
-        assert!(!b.insert(b"host7.example", Scope::Subtree, p(1)));
+        // Accepted, then found to be a duplicate when placed.
+        assert!(b.insert(b"host7.example", Scope::Subtree, p(1)));
+        b.flush();
         assert_eq!(b.duplicates(), 1);
         let s = b.build();
         assert_eq!(s.len(), 50_000);

@@ -507,9 +507,9 @@ fn zone_text_reads_back_to_the_same_rules() {
     assert_eq!(rule("drop.example", false).action, Some(RuleAction::Drop));
     assert_eq!(
         rule("walled.example", false).action,
-        Some(RuleAction::LocalData(vec![RData::CNAME(CNAME(name(
-            "garden.example.net."
-        )))]))
+        Some(RuleAction::LocalData(
+            vec![RData::CNAME(CNAME(name("garden.example.net.")))].into()
+        ))
     );
     let Some(RuleAction::LocalData(data)) = &rule("local.example", false).action else {
         panic!("local data")

@@ -25,6 +25,7 @@
 //! domain `104.160.10.0`, reported as an IP literal.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::{
     RData,
@@ -157,10 +158,10 @@ fn address_target(target: &str) -> Option<Shape> {
             if is_sink(ip) {
                 None
             } else {
-                Some(RuleAction::LocalData(vec![match ip {
+                Some(RuleAction::LocalData(Arc::from([match ip {
                     IpAddr::V4(v4) => RData::A(A(v4)),
                     IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-                }]))
+                }])))
             }
         }
     };
@@ -300,17 +301,20 @@ mod tests {
                     "page.example",
                     1,
                     false,
-                    Some(&RuleAction::LocalData(vec![RData::A(A(Ipv4Addr::new(
-                        192, 0, 2, 10
-                    )))]))
+                    Some(&RuleAction::LocalData(
+                        vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 10)))].into()
+                    ))
                 ),
                 (
                     "page6.example",
                     2,
                     false,
-                    Some(&RuleAction::LocalData(vec![RData::AAAA(AAAA(
-                        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10)
-                    ))]))
+                    Some(&RuleAction::LocalData(
+                        vec![RData::AAAA(AAAA(Ipv6Addr::new(
+                            0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10
+                        )))]
+                        .into()
+                    ))
                 ),
             ]
         );

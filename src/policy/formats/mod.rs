@@ -111,8 +111,9 @@ pub enum RuleAction {
     TcpOnly,
     /// Answer with these records instead (an RPZ CNAME rewrite or local A/AAAA/TXT… data, a
     /// dnsmasq `address=/name/1.2.3.4`). A CNAME target whose first label is `*` stands for
-    /// the query name prepended to the rest, as RPZ defines it.
-    LocalData(Vec<hickory_proto::rr::RData>),
+    /// the query name prepended to the rest, as RPZ defines it. Shared: a feed gives millions
+    /// of names the same block addresses, and rules with equal data share one allocation.
+    LocalData(Arc<[hickory_proto::rr::RData]>),
 }
 
 /// Where a rule came from, for feeds that say so (CSV authority feeds). Rules of one feed that

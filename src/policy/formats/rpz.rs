@@ -35,6 +35,7 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use hickory_proto::rr::{
     Name, RData, RecordType,
@@ -205,9 +206,12 @@ pub(super) struct Zone {
     /// The last record's owner (as written, no trailing dot), whether it is absolute and
     /// whether it is relative to the apex; the buffer is reused from record to record.
     last_owner: Option<(String, bool, bool)>,
-    /// The last A and AAAA record data parsed (text, value): feeds repeat the same block
-    /// addresses on every line.
-    last_address: [Option<(String, RData)>; 2],
+    /// The last A and AAAA record data parsed (text, data as a shared action): feeds repeat
+    /// the same block addresses on every line.
+    last_address: [Option<(String, Arc<[RData]>)>; 2],
+    /// The last merge of local data (before, record added, after): the next owner's records
+    /// usually merge the same way, and then share the result instead of building it again.
+    last_merge: Option<MergeMemo>,
     soa_seen: bool,
     /// Parentheses open at the end of the last line.
     depth: u32,
@@ -217,6 +221,8 @@ pub(super) struct Zone {
     /// The owner of `pending` as written (`*.` included): the next record of the same owner
     /// (AAAA after A) joins it without normalizing the name again.
     pending_raw: String,
+    /// Tests: read every line the general way, to compare with [`Zone::simple_record`].
+    general_only: bool,
 }
 
 /// What the owner of a record is, relative to the apex.
@@ -230,6 +236,13 @@ enum Trigger<'o> {
 impl Zone {
     /// `raw` is one line without its line ending (BOM already removed from the first).
     pub(super) fn line(&mut self, raw: &str, line: u32, list: &mut ParsedList) {
+        if self.open.is_none()
+            && self.depth == 0
+            && !self.general_only
+            && self.simple_record(raw, line, list)
+        {
+            return;
+        }
         let mut tokens = Tokens::new();
         let result = tokenize(raw, &mut self.depth, &mut tokens);
         if let Some(open) = self.open.as_mut() {
@@ -281,6 +294,98 @@ impl Zone {
             Some(why) => list.skip(line, SkipReason::Malformed(why.into()), text),
             None => self.record(tokens.as_slice(), line, blank_start, text, list),
         }
+    }
+
+    /// The shape of nearly every line of a big feed, read in one pass: exactly `owner type data`
+    /// with the type A, AAAA or CNAME, the owner relative to an `$ORIGIN` that is the zone's
+    /// apex and no TTL, class, comment, quote, escape, parenthesis or non-ASCII byte. It goes
+    /// straight to the owner's rule, skipping the general tokenizer, owner resolution and
+    /// trigger classification, which cost more than the rule itself (4M-record feed: see
+    /// `benches/time_to_ready.sh`). Returns false, having changed nothing a later line can
+    /// see, for any other line or any record data it cannot use; the general path then reads
+    /// that line and reports what is wrong with it in the same words as ever.
+    fn simple_record(&mut self, raw: &str, line: u32, list: &mut ParsedList) -> bool {
+        match (&self.origin, &self.apex) {
+            (Some(origin), Some(apex))
+                if origin.fqdn.is_some() && !origin.name.is_empty() && origin.name == *apex => {}
+            _ => return false,
+        }
+        let bytes = raw.as_bytes();
+        if matches!(bytes.first(), None | Some(b' ' | b'\t' | b'$')) {
+            return false;
+        }
+        // Anything the tokenizer gives a meaning to, other control bytes and non-ASCII: the
+        // general path. Branch-free, so it vectorizes.
+        let special = bytes.iter().fold(false, |acc, &b| {
+            acc | (b > 0x7e)
+                | (b < b' ' && b != b'\t' && b != b'\r')
+                | (b == b';')
+                | (b == b'(')
+                | (b == b')')
+                | (b == b'"')
+                | (b == b'\\')
+        });
+        if special {
+            return false;
+        }
+        // Now a byte up to ' ' is blank space (space, tab, CR) and anything above is a word's.
+        let mut bounds = [(0usize, 0usize); 3];
+        let mut count = 0;
+        let mut i = 0;
+        loop {
+            while bytes.get(i).is_some_and(|&b| b <= b' ') {
+                i += 1;
+            }
+            if i >= bytes.len() {
+                break;
+            }
+            let from = i;
+            while bytes.get(i).is_some_and(|&b| b > b' ') {
+                i += 1;
+            }
+            let Some(slot) = bounds.get_mut(count) else {
+                return false;
+            };
+            *slot = (from, i);
+            count += 1;
+        }
+        // Boundaries are at ASCII bytes.
+        let words = bounds.map(|(from, to)| raw.get(from..to).unwrap_or_default());
+        let [owner, rtype, data] = words;
+        if count != 3 || owner == "@" || owner.ends_with('.') {
+            return false;
+        }
+        // `rpz-ip`, `rpz-client-ip`, `rpz-nsip`, `rpz-nsdname` and look-alikes: general path.
+        let last_label = match memchr::memrchr(b'.', owner.as_bytes()) {
+            Some(dot) => owner.get(dot + 1..).unwrap_or_default(),
+            None => owner,
+        };
+        if last_label
+            .get(..4)
+            .is_some_and(|l| l.eq_ignore_ascii_case("rpz-"))
+        {
+            return false;
+        }
+        let rtype = if rtype.eq_ignore_ascii_case("A") {
+            RecordType::A
+        } else if rtype.eq_ignore_ascii_case("AAAA") {
+            RecordType::AAAA
+        } else if rtype.eq_ignore_ascii_case("CNAME") {
+            RecordType::CNAME
+        } else {
+            return false;
+        };
+        let Ok(action) = self.action(rtype, &[data]) else {
+            return false;
+        };
+        // As `record` does for an owner written out: the next line may start with blank space.
+        let (name, absolute, under_apex) = self.last_owner.get_or_insert_with(Default::default);
+        name.clear();
+        name.push_str(owner);
+        *absolute = true;
+        *under_apex = true;
+        self.qname_rule(owner, action, line, raw.trim_end(), list);
+        true
     }
 
     /// After the last line: a record still open is reported, a rule held back is handed over.
@@ -589,19 +694,18 @@ impl Zone {
             }
             let name = Name::parse(target, origin).map_err(|_| "CNAME target is not a name")?;
             let name = absolute(name, origin)?;
-            return Ok(RuleAction::LocalData(vec![RData::CNAME(CNAME(name))]));
+            return Ok(RuleAction::LocalData(
+                vec![RData::CNAME(CNAME(name))].into(),
+            ));
         }
         // Address records are most of a big feed's local data: parse them directly rather
         // than through the general zone-file lexer (4M records load several times faster).
         if let (RecordType::A | RecordType::AAAA, [addr]) = (rtype, rdata) {
-            // Room for the other address family, which usually follows on the next line.
-            let mut data = Vec::with_capacity(2);
             let slot = usize::from(rtype == RecordType::AAAA);
-            if let Some((text, value)) = &self.last_address[slot]
+            if let Some((text, data)) = &self.last_address[slot]
                 && text == addr
             {
-                data.push(value.clone());
-                return Ok(RuleAction::LocalData(data));
+                return Ok(RuleAction::LocalData(data.clone()));
             }
             let value = match rtype {
                 RecordType::A => RData::A(hickory_proto::rr::rdata::A(
@@ -613,8 +717,8 @@ impl Zone {
                         .map_err(|_| "record data not valid for its type")?,
                 )),
             };
-            data.push(value.clone());
-            self.last_address[slot] = Some(((*addr).to_owned(), value));
+            let data: Arc<[RData]> = Arc::from([value]);
+            self.last_address[slot] = Some(((*addr).to_owned(), data.clone()));
             return Ok(RuleAction::LocalData(data));
         }
         let data = RData::try_from_str(rtype, &rdata.join(" "))
@@ -630,7 +734,7 @@ impl Zone {
             RData::PTR(PTR(target)) => RData::PTR(PTR(absolute(target, origin)?)),
             other => other,
         };
-        Ok(RuleAction::LocalData(vec![data]))
+        Ok(RuleAction::LocalData(vec![data].into()))
     }
 
     /// Turns a QNAME trigger (relative to the apex, case as written) into a rule.
@@ -644,7 +748,12 @@ impl Zone {
     ) {
         if self.pending_raw == qname
             && let Some(previous) = self.pending.as_mut().and_then(|p| p.action.as_mut())
-            && settle(merge_actions(previous, &action), line, text, list)
+            && settle(
+                merge_shared(&mut self.last_merge, previous, &action),
+                line,
+                text,
+                list,
+            )
         {
             return;
         }
@@ -718,7 +827,7 @@ impl Zone {
             && pending.subdomains_only == shape.subdomains_only
             && let (Some(previous), Some(new)) = (pending.action.as_mut(), shape.action.as_ref())
         {
-            let merge = merge_actions(previous, new);
+            let merge = merge_shared(&mut self.last_merge, previous, new);
             if settle(merge, line, text, list) {
                 return;
             }
@@ -841,16 +950,51 @@ fn merge_actions(previous: &mut RuleAction, new: &RuleAction) -> Merge {
         (RuleAction::LocalData(old), RuleAction::LocalData(new))
             if !is_cname(old) && !is_cname(new) =>
         {
-            for data in new {
-                if !old.contains(data) {
-                    old.push(data.clone());
+            if new.iter().any(|data| !old.contains(data)) {
+                let mut merged = old.to_vec();
+                for data in new.iter() {
+                    if !merged.contains(data) {
+                        merged.push(data.clone());
+                    }
                 }
+                *old = merged.into();
             }
             Merge::Merged
         }
         (previous, new) if *previous == *new => Merge::Duplicate,
         _ => Merge::Conflict,
     }
+}
+
+/// One merge of local data: before, the record added, after.
+type MergeMemo = (Arc<[RData]>, RData, Arc<[RData]>);
+
+/// [`merge_actions`] for one added record, through `cache`: a feed's owners all gain the same
+/// AAAA after the same A, and then share the merged data instead of each building a copy.
+fn merge_shared(
+    cache: &mut Option<MergeMemo>,
+    previous: &mut RuleAction,
+    new: &RuleAction,
+) -> Merge {
+    let (RuleAction::LocalData(old), RuleAction::LocalData(added)) = (&*previous, new) else {
+        return merge_actions(previous, new);
+    };
+    let [added] = &added[..] else {
+        return merge_actions(previous, new);
+    };
+    if let Some((before, with, after)) = cache.as_ref()
+        && Arc::ptr_eq(before, old)
+        && with == added
+    {
+        *previous = RuleAction::LocalData(after.clone());
+        return Merge::Merged;
+    }
+    let before = old.clone();
+    let merge = merge_actions(previous, new);
+    if let (Merge::Merged, RuleAction::LocalData(after)) = (&merge, &*previous) {
+        *cache = Some((before, added.clone(), after.clone()));
+    }
+    merge
 }
 
 /// RPZ's reversed address notation: `prefix.o4.o3.o2.o1` for IPv4, `prefix.w8.….w1` for IPv6
@@ -938,6 +1082,100 @@ mod tests {
     use crate::policy::formats::{Format, IpTrigger, ParsedList, RuleAction, SkipReason, parse};
     use crate::policy::name::NameError;
 
+    /// Every line through the general path only.
+    fn parse_general(text: &str) -> ParsedList {
+        let mut zone = super::Zone {
+            general_only: true,
+            ..Default::default()
+        };
+        let mut list = ParsedList::default();
+        for (i, raw) in text.lines().enumerate() {
+            list.lines = i as u32 + 1;
+            zone.line(raw, i as u32 + 1, &mut list);
+        }
+        zone.finish(&mut list);
+        list
+    }
+
+    #[test]
+    fn the_shortcut_for_simple_lines_reads_them_as_the_general_path_does() {
+        let heads = [
+            "$ORIGIN rpz.example.\n@ SOA ns. host. 7 1 1 1 1\n",
+            "$ORIGIN rpz.example.\n",
+            "@ SOA ns. host. 7 1 1 1 1\n",
+            "",
+            "$ORIGIN rpz.example.\n$ORIGIN sub.rpz.example.\n",
+        ];
+        let owners = [
+            "bad.example",
+            "BAD.Example",
+            "*.bad.example",
+            "*",
+            "a..b",
+            "a.*.b",
+            "_srv.x",
+            "1.2.3.4",
+            "1.2.3",
+            "localhost",
+            "-x.example",
+            "x-.example",
+            "24.0.2.0.192.rpz-ip",
+            "32.1.0.0.127.rpz-client-ip",
+            "ns.rpz-nsdname",
+            "x.rpz-nothing",
+            "@",
+            "abs.example.",
+            "tab\tsep",
+            &"l".repeat(64),
+            &format!("{}.example", "a.".repeat(130)),
+        ];
+        let records = [
+            "A 192.0.2.1",
+            "AAAA 2001:db8::1",
+            "a 192.0.2.2",
+            "A 300.1.1.1",
+            "A",
+            "A 1 2",
+            "CNAME .",
+            "CNAME *.",
+            "CNAME rpz-passthru.",
+            "CNAME rpz-drop.",
+            "cname rpz-tcp-only.",
+            "CNAME walled.garden.",
+            "CNAME relative",
+            "CNAME bad..name",
+            "TXT \"x\"",
+            "300 A 192.0.2.1",
+            "IN A 192.0.2.1",
+            "AAAA zz",
+            "A 192.0.2.1 ; why",
+            "NS ns.example.",
+        ];
+        let mut cases = 0;
+        for head in heads {
+            let mut text = head.to_owned();
+            for (i, owner) in owners.iter().enumerate() {
+                for (j, record) in records.iter().enumerate() {
+                    // Runs of one owner (merges, duplicates, conflicts), blank-start lines
+                    // and trailing blanks and CRs between them.
+                    text.push_str(&format!("{owner} {record}\n"));
+                    if (i + j) % 3 == 0 {
+                        text.push_str(&format!("\t{record}\n"));
+                    }
+                    if (i + j) % 5 == 0 {
+                        text.push_str(&format!("{owner}\t{record} \r\n"));
+                    }
+                }
+            }
+            let fast = parse(Format::Rpz, &text);
+            let general = parse_general(&text);
+            assert_eq!(format!("{fast:?}"), format!("{general:?}"), "{head}");
+            assert!(!fast.rules.is_empty());
+            cases += fast.rules.len() + fast.skipped.len();
+        }
+        assert!(cases > 1000, "{cases}");
+    }
+
     /// (name, line, exact, subdomains_only, allow, action)
     fn rules(list: &ParsedList) -> Vec<(&str, u32, bool, bool, bool, &RuleAction)> {
         list.rules
@@ -965,9 +1203,9 @@ mod tests {
     }
 
     fn cname(target: &str) -> RuleAction {
-        RuleAction::LocalData(vec![RData::CNAME(CNAME(
-            Name::from_ascii(target).expect("name"),
-        ))])
+        RuleAction::LocalData(
+            vec![RData::CNAME(CNAME(Name::from_ascii(target).expect("name")))].into(),
+        )
     }
 
     const NX: &RuleAction = &RuleAction::NxDomain;
@@ -1076,19 +1314,28 @@ mod tests {
                     txt.example 60 TXT \"blocked by policy; see the portal\" \"two\"\n\
                     mail.example MX 10 mx\nother.example A 192.0.2.2\n";
         let list = parse(Format::Rpz, text);
-        let page = RuleAction::LocalData(vec![
-            RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
-            RData::AAAA(AAAA(Ipv6Addr::from_str("2001:db8::1").expect("v6"))),
-        ]);
-        let txt = RuleAction::LocalData(vec![RData::TXT(TXT::new(vec![
-            "blocked by policy; see the portal".into(),
-            "two".into(),
-        ]))]);
-        let mx = RuleAction::LocalData(vec![RData::MX(MX::new(
-            10,
-            Name::from_ascii("mx.rpz.example.").expect("name"),
-        ))]);
-        let other = RuleAction::LocalData(vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 2)))]);
+        let page = RuleAction::LocalData(
+            vec![
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+                RData::AAAA(AAAA(Ipv6Addr::from_str("2001:db8::1").expect("v6"))),
+            ]
+            .into(),
+        );
+        let txt = RuleAction::LocalData(
+            vec![RData::TXT(TXT::new(vec![
+                "blocked by policy; see the portal".into(),
+                "two".into(),
+            ]))]
+            .into(),
+        );
+        let mx = RuleAction::LocalData(
+            vec![RData::MX(MX::new(
+                10,
+                Name::from_ascii("mx.rpz.example.").expect("name"),
+            ))]
+            .into(),
+        );
+        let other = RuleAction::LocalData(vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 2)))].into());
         assert_eq!(
             rules(&list),
             [
@@ -1277,10 +1524,13 @@ mod tests {
             .iter()
             .map(|r| (r.net.to_string(), r.kind, r.line, &r.action))
             .collect();
-        let local = RuleAction::LocalData(vec![
-            RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
-            RData::AAAA(AAAA(Ipv6Addr::from_str("2001:db8::1").expect("v6"))),
-        ]);
+        let local = RuleAction::LocalData(
+            vec![
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+                RData::AAAA(AAAA(Ipv6Addr::from_str("2001:db8::1").expect("v6"))),
+            ]
+            .into(),
+        );
         assert_eq!(
             ip_rules,
             [
