@@ -753,7 +753,7 @@ impl Feeds {
         }
     }
 
-    /// Record that `list` went into service now: its content hash (computed on a blocking
+    /// Record that `list` went into service now: its content hash (computed on a low-priority
     /// thread, not awaited), the list's blocked counter (hits are counted from here) and the
     /// delay since publication.
     fn activate(&self, i: usize, list: &CompiledList, published_at: Option<f64>) {
@@ -765,11 +765,22 @@ impl Feeds {
         };
         let content_hash = Arc::new(std::sync::OnceLock::new());
         let cell = content_hash.clone();
-        drop(tokio::task::spawn_blocking(move || {
-            if let Some(h) = hash_file(&path) {
-                let _ = cell.set(h);
-            }
-        }));
+        // On a thread of its own at the lowest normal priority (nice 19, not idle: it must not
+        // starve), so hashing a 100 MB list never competes with start-up or the query workers
+        // for a core; it still finishes promptly on a machine with time to spare.
+        let spawned = std::thread::Builder::new()
+            .name("rampart-hash".into())
+            .spawn(move || {
+                let _ = thread_priority::set_current_thread_priority(
+                    thread_priority::ThreadPriority::Min,
+                );
+                if let Some(h) = hash_file(&path) {
+                    let _ = cell.set(h);
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start a thread to hash the list: {e}");
+        }
         let activation = Activation {
             at: unix_f64(at) as u64,
             content_hash,

@@ -173,6 +173,9 @@ impl CompiledList {
             (_, Format::Rpz) => (lines as f64 / lines_per_name) as usize,
             _ => lines,
         };
+        // An eighth more: the estimate from the first block can fall a little short, and a
+        // table that fills up doubles, rehashing every name (and `build` shrinks it again).
+        let hint = hint + hint / 8;
         let mut block = NameSetBuilder::with_capacity(has_extra, hint, bytes + 4 * hint);
         let mut allow = NameSetBuilder::new(has_extra);
         let mut important = NameSetBuilder::new(false);

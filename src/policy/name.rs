@@ -50,10 +50,14 @@ pub enum NameError {
 /// IPv6 literals (optionally in `[brackets]`, `%zone` allowed) give [`NameError::IpLiteral`].
 /// Single-label names are valid.
 pub fn normalize(input: &str) -> Result<String, NameError> {
-    let trimmed = input.trim();
-    match trimmed.strip_suffix('.') {
+    normalize_word(input.trim())
+}
+
+/// [`normalize`] for a word that has no blank space around it (a field a parser split off).
+pub(crate) fn normalize_word(word: &str) -> Result<String, NameError> {
+    match word.strip_suffix('.') {
         Some(name) => finish(name, true),
-        None => finish(trimmed, false),
+        None => finish(word, false),
     }
 }
 

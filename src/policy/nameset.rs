@@ -405,7 +405,9 @@ impl<'a> PreparedName<'a> {
 
 /// One list's compiled names. Build with [`NameSetBuilder`].
 pub struct NameSet {
-    arena: Box<[u8]>,
+    /// Not shrunk to fit: the builder reserves room for its estimate of the list, and the part
+    /// never written is address space, not memory, while shrinking a big arena copies it.
+    arena: Vec<u8>,
     table: Table,
     len: usize,
     /// Bit k-1 set when some name has k labels.
@@ -737,9 +739,8 @@ impl NameSetBuilder {
         if have < want || have > want + want / 3 {
             self.grow(want);
         }
-        self.arena.shrink_to_fit();
         NameSet {
-            arena: self.arena.into_boxed_slice(),
+            arena: self.arena,
             table: self.table,
             len: self.len,
             label_mask: self.label_mask,

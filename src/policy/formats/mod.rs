@@ -557,7 +557,10 @@ pub fn parse_reader(
             Some(body) => body.strip_suffix('\r').unwrap_or(body),
             None => text,
         };
-        blank &= raw.trim().is_empty();
+        // Only until the first line with text: trimming every line cost a few per cent.
+        if blank {
+            blank = raw.trim().is_empty();
+        }
         parser.line(raw, line, &mut list);
         for rule in list.rules.drain(..) {
             on_rule(rule);
