@@ -110,6 +110,7 @@ pub fn build_handler_with_log(
         limits: Arc::new(Limits::new(config, &metrics)),
         metrics,
         query_log,
+        fills: Default::default(),
     }))
 }
 

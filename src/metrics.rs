@@ -76,6 +76,11 @@ pub struct Metrics {
     notify_to_service: Histogram,
     pub notifies: IntCounterVec,
     udp_dropped: IntCounterVec,
+    /// Time a UDP worker spent on one batch of datagrams.
+    pub udp_batch: Histogram,
+    /// For a batch that filled the read buffer (datagrams were waiting): the time since the
+    /// worker finished the batch before, i.e. how long it was away from the socket.
+    pub udp_away: Histogram,
     pub packet_cache_entries: IntGauge,
     /// `{protocol, action}`: queries from networks `[access]` denies.
     pub access_denied: IntCounterVec,
@@ -236,6 +241,25 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let udp_batch = Histogram::with_opts(
+            HistogramOpts::new(
+                "rampart_udp_batch_seconds",
+                "Time a UDP worker spent on one batch of datagrams, from the read to the replies \
+                 sent.",
+            )
+            .buckets(vec![0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 1.0]),
+        )?;
+        let udp_away = Histogram::with_opts(
+            HistogramOpts::new(
+                "rampart_udp_away_seconds",
+                "For each batch that filled a UDP worker's read buffer (datagrams were waiting in \
+                 the socket): how long since the worker finished its previous batch. Long times \
+                 mean the worker was not running (starved of CPU) while queries queued.",
+            )
+            .buckets(vec![0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 1.0]),
+        )?;
+        registry.register(Box::new(udp_batch.clone()))?;
+        registry.register(Box::new(udp_away.clone()))?;
         let packet_cache_entries = IntGauge::new(
             "rampart_packet_cache_entries",
             "Ready UDP responses held by the fast path's packet cache.",
@@ -468,6 +492,8 @@ impl Metrics {
             notify_to_service,
             notifies,
             udp_dropped,
+            udp_batch,
+            udp_away,
             packet_cache_entries,
             access_denied,
             rate_limited,

@@ -65,6 +65,32 @@ pub struct DnsHandler {
     pub limits: Arc<Limits>,
     /// The query log; None when off (then the query path pays one branch for it).
     pub query_log: Option<Arc<QueryLog>>,
+    /// Upstream resolutions in flight, so identical questions share one.
+    pub fills: Arc<Fills>,
+}
+
+/// The outcome of one upstream resolution, as the questions waiting on it receive it.
+type Filled = Option<Result<Answer, UpstreamError>>;
+
+/// Upstream resolutions in flight, by question. Identical questions wait for one resolution,
+/// and it stores its answer in the cache before it lets them go: a question that missed the
+/// cache just as the resolution ended then finds the answer in the cache (checked again once
+/// it leads a resolution of its own) instead of asking upstream a second time.
+#[derive(Default)]
+pub struct Fills(
+    dashmap::DashMap<(LowerName, RecordType, DNSClass), tokio::sync::watch::Receiver<Filled>>,
+);
+
+/// Removes a question from [`Fills`] when its resolution ends or is dropped.
+struct FillGuard<'a> {
+    fills: &'a Fills,
+    key: &'a (LowerName, RecordType, DNSClass),
+}
+
+impl Drop for FillGuard<'_> {
+    fn drop(&mut self) {
+        self.fills.0.remove(self.key);
+    }
 }
 
 impl std::fmt::Debug for DnsHandler {
@@ -635,7 +661,7 @@ impl DnsHandler {
             // The cached copy is about to expire: ask upstream now, and keep serving the
             // cached copy if that fails.
             return self
-                .resolve(lower, qtype, qclass, client)
+                .resolve(lower, qtype, qclass, client, false)
                 .await
                 .map(|answer| (answer, Outcome::Allowed));
         }
@@ -653,7 +679,7 @@ impl DnsHandler {
         let result = if stale.is_some() && !after.is_zero() && after < self.upstream.deadline() {
             self.refresh(lower, qtype, qclass, client, after).await
         } else {
-            self.resolve(lower, qtype, qclass, client).await
+            self.resolve(lower, qtype, qclass, client, true).await
         };
         match result {
             Ok(answer) => Ok((answer, Outcome::Allowed)),
@@ -678,23 +704,24 @@ impl DnsHandler {
     }
 
     /// Cache miss: ask upstream (within the bounds on resolutions in flight), store the answer.
+    /// `recheck`: look in the cache again before asking upstream (not for a prefetch, which
+    /// replaces a cached answer on purpose).
     async fn resolve(
         &self,
         lower: &LowerName,
         qtype: RecordType,
         qclass: DNSClass,
         client: IpAddr,
+        recheck: bool,
     ) -> Result<Answer, UpstreamError> {
         let _permit = self.admit(client)?;
-        fetch(
-            &self.upstream,
-            &self.cache,
-            &self.metrics,
-            lower,
-            qtype,
-            qclass,
-        )
-        .await
+        let fill = Fill {
+            upstream: &self.upstream,
+            cache: &self.cache,
+            fills: &self.fills,
+            metrics: &self.metrics,
+        };
+        fill.fetch(lower, qtype, qclass, recheck).await
     }
 
     /// A slot for one upstream resolution, or the bound that refuses it (counted).
@@ -721,15 +748,22 @@ impl DnsHandler {
         after: Duration,
     ) -> Result<Answer, UpstreamError> {
         let permit = self.admit(client)?;
-        let (upstream, cache, metrics, lower) = (
+        let (upstream, cache, fills, metrics, lower) = (
             self.upstream.clone(),
             self.cache.clone(),
+            self.fills.clone(),
             self.metrics.clone(),
             lower.clone(),
         );
         let mut task = tokio::spawn(async move {
             let _permit = permit;
-            let result = fetch(&upstream, &cache, &metrics, &lower, qtype, qclass).await;
+            let fill = Fill {
+                upstream: &upstream,
+                cache: &cache,
+                fills: &fills,
+                metrics: &metrics,
+            };
+            let result = fill.fetch(&lower, qtype, qclass, true).await;
             if result.is_err() {
                 cache.refresh_failed(&lower, qtype, qclass);
             }
@@ -900,34 +934,73 @@ fn log_query(
 }
 
 /// Resolve a cache miss upstream and store the answer.
-async fn fetch(
-    upstream: &Upstream,
-    cache: &Cache,
-    metrics: &Metrics,
-    lower: &LowerName,
-    qtype: RecordType,
-    qclass: DNSClass,
-) -> Result<Answer, UpstreamError> {
-    let mut upstream_query = Query::query(Name::from(lower.clone()), qtype);
-    upstream_query.set_query_class(qclass);
-    let started = Instant::now();
-    let mut result = upstream.resolve(upstream_query).await;
-    metrics
-        .upstream_duration
-        .observe(started.elapsed().as_secs_f64());
-    match &mut result {
-        Ok(answer) => {
-            cache.insert(lower, qtype, qclass, answer);
-            metrics.cache_entries.set(cache.len() as i64);
+/// What one upstream resolution needs.
+struct Fill<'a> {
+    upstream: &'a Upstream,
+    cache: &'a Cache,
+    fills: &'a Fills,
+    metrics: &'a Metrics,
+}
+
+impl Fill<'_> {
+    /// Ask upstream and store the answer in the cache, or wait for the same question already
+    /// in flight and take its outcome.
+    async fn fetch(
+        &self,
+        lower: &LowerName,
+        qtype: RecordType,
+        qclass: DNSClass,
+        recheck: bool,
+    ) -> Result<Answer, UpstreamError> {
+        let key = (lower.clone(), qtype, qclass);
+        let tx = loop {
+            let mut rx = match self.fills.0.entry(key.clone()) {
+                dashmap::Entry::Occupied(e) => e.get().clone(),
+                dashmap::Entry::Vacant(v) => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    v.insert(rx);
+                    break tx;
+                }
+            };
+            let done = rx.wait_for(Option::is_some).await.map(|v| v.clone());
+            match done {
+                Ok(Some(result)) => return result,
+                // The resolving query was dropped (its client's deadline): take over.
+                _ => tokio::task::yield_now().await,
+            }
+        };
+        // Declared after `tx`, so it goes first: the question leaves the map only after the
+        // answer is in the cache.
+        let _guard = FillGuard {
+            fills: self.fills,
+            key: &key,
+        };
+        if recheck && let Some(answer) = self.cache.get(lower, qtype, qclass) {
+            tx.send_replace(Some(Ok(answer.clone())));
+            return Ok(answer);
         }
-        Err(e) => {
-            metrics
-                .upstream_errors
-                .with_label_values(&[e.reason()])
-                .inc();
+        let mut upstream_query = Query::query(Name::from(lower.clone()), qtype);
+        upstream_query.set_query_class(qclass);
+        let started = Instant::now();
+        let mut result = self.upstream.resolve(upstream_query).await;
+        self.metrics
+            .upstream_duration
+            .observe(started.elapsed().as_secs_f64());
+        match &mut result {
+            Ok(answer) => {
+                self.cache.insert(lower, qtype, qclass, answer);
+                self.metrics.cache_entries.set(self.cache.len() as i64);
+            }
+            Err(e) => {
+                self.metrics
+                    .upstream_errors
+                    .with_label_values(&[e.reason()])
+                    .inc();
+            }
         }
+        tx.send_replace(Some(result.clone()));
+        result
     }
-    result
 }
 
 /// The question being answered, as the rewriting steps need it.

@@ -168,6 +168,7 @@ impl Worker {
         let mut tallies = self.fast.tallies();
         let limits = self.fast.handler().limits.clone();
         let mut gate_tally = Tally::default();
+        let mut finished = Instant::now();
 
         while !self.stop.load(Ordering::Acquire) {
             // Read a batch: block for the first datagram (up to WAKE), take what else is there.
@@ -209,6 +210,11 @@ impl Worker {
                 continue;
             }
             let now = Instant::now();
+            if n == BATCH {
+                metrics
+                    .udp_away
+                    .observe(now.duration_since(finished).as_secs_f64());
+            }
             // Access control and rate limits first, with their settings loaded once a batch.
             let gate = limits.udp_gate(now);
             let mut replies = 0;
@@ -257,6 +263,10 @@ impl Worker {
                 self.send_batch(&mut tx_headers, &tx, &lens[..replies], &dests[..replies]);
                 tallies.finish_batch(now.elapsed());
             }
+            finished = Instant::now();
+            metrics
+                .udp_batch
+                .observe(finished.duration_since(now).as_secs_f64());
         }
     }
 

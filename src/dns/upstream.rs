@@ -42,7 +42,7 @@ use super::{
 };
 use crate::config::{ResolverConfig, ResolverMode};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
