@@ -234,5 +234,7 @@ echo "RSS start ${rss_start} MiB (after warm-up and ${SETTLE:-60} s at the soak 
 echo "list swaps completed: $swaps; stale answers served: $stale"
 echo "server counters at the end:"
 grep -E '^rampart_(udp_dropped_total|upstream_limited_total|upstream_errors_total|rate_limited_total|access_denied_total)' "$work/metrics.txt" | sed 's/^/  /' || true
+echo "UDP worker: batches by time spent on them, and full batches by time away from the socket before:"
+grep -E '^rampart_udp_(batch|away)_seconds_(bucket|count)' "$work/metrics.txt" | sed 's/^/  /' || true
 echo "compiles at normal priority (idle CPU starved): $(grep -c 'starved' "$work/rampart.log" || true)"
 grep -iE "panic|error" "$work/rampart.log" | head -5 || echo "no panic or error in the server log"
