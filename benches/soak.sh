@@ -9,7 +9,7 @@
 #
 # SHARED: the ../shared folder (bench/fake-internet.sh serves DATADIR's zones with NSD on
 # 127.53/16). DATADIR: a bench/gen-data.py output (root.hints, blocklist.txt, allowlist.rpz,
-# q-hit.txt, q-blocked.txt, q-miss.txt). Env: SETTLE (s at the soak rate before RSS at start is read;
+# q-hit.txt, q-blocked.txt, q-miss.txt). Env: DNSPERF_BUFFER_KB (dnsperf socket buffers, default 4096), SETTLE (s at the soak rate before RSS at start is read;
 # default 60), RATE (queries/s; default 60 % of a 10 s
 # closed-loop run on the same mix), SERVER_CPUS (default 0), LOADGEN_CPUS (default 1).
 # Loopback only; needs dnsperf, nsd, dig, python3 (../shared/bench/setup.sh installs them).
@@ -147,6 +147,10 @@ for _ in $(seq 1 400); do
 done
 # The kernel's count of UDP datagrams dropped for a full receive buffer (all sockets).
 rcvbuf_errors() { awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
+# Datagrams the kernel dropped on Rampart's own DNS sockets (all SO_REUSEPORT workers).
+server_drops() {
+  awk -v p="$(printf ':%04X' "$port")" 'NR > 1 && substr($2, length($2) - 4) == p {s += $13} END {print s + 0}' /proc/net/udp
+}
 rss_mib() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
 alive() { kill -0 "$pid" 2>/dev/null; }
 
@@ -164,10 +168,15 @@ alive() { kill -0 "$pid" 2>/dev/null; }
 ) &
 swapper=$!
 
+# dnsperf's sockets get the same 4 MiB buffers as the server's: with the default (208 KiB,
+# ~3 ms of replies at the soak rate) a server that resumes after its CPU was taken away for a
+# moment (the VM's vCPU, see rampart_udp_away_seconds) answers its backlog faster than dnsperf
+# reads it, and dnsperf's own socket drops replies the server sent. A real population of
+# clients has one socket each. The server's own socket drops are reported apart (last column).
 perf() {  # perf SECONDS OUT [dnsperf args…]
   local secs=$1 out=$2; shift 2
   timeout -k 5 $((secs + 30)) taskset -c "${LOADGEN_CPUS:-1}" dnsperf -s 127.0.0.1 -p "$port" \
-    -d "$work/mix.txt" -l "$secs" -c 8 -t 5 "$@" > "$out" 2>&1 || true
+    -d "$work/mix.txt" -l "$secs" -c 8 -t 5 -b "${DNSPERF_BUFFER_KB:-4096}" "$@" > "$out" 2>&1 || true
 }
 # Warm-up (caches fill, the miss path is exercised, the list has been swapped a few times, so
 # the RSS measured after it is the steady state), then the maximum for this mix.
@@ -183,14 +192,14 @@ echo "upstream cut for $outage s at the start of minute $cut_minute"
 perf "${SETTLE:-60}" "$work/settle.out" -Q "$rate" -q 20000
 
 rss_start=$(rss_mib)
-echo "minute 0: rss ${rss_start} MiB $(rcvbuf_errors)" > "$work/rss"
+echo "minute 0: rss ${rss_start} MiB $(rcvbuf_errors) $(server_drops)" > "$work/rss"
 crashed=0
 for m in $(seq 1 "$minutes"); do
   if [ "$m" = "$cut_minute" ]; then
     ( nsd_signal STOP; sleep "$outage"; nsd_signal CONT ) &
   fi
   perf 60 "$work/m$m.out" -Q "$rate" -q 20000 -v
-  if alive; then echo "minute $m: rss $(rss_mib) MiB $(rcvbuf_errors)" >> "$work/rss"; else crashed=1; break; fi
+  if alive; then echo "minute $m: rss $(rss_mib) MiB $(rcvbuf_errors) $(server_drops)" >> "$work/rss"; else crashed=1; break; fi
 done
 kill "$swapper" 2>/dev/null; wait "$swapper" 2>/dev/null || true
 rss_end=$(awk 'END {print $4}' "$work/rss")
@@ -208,7 +217,7 @@ fi
 pid=
 
 echo "(kernel rcvbuf drops: every UDP socket on the machine; during the cut, mostly the stopped NSD processes' own)"
-printf '\n| minute | sent | lost | SERVFAIL | p50 ms | p99 ms | RSS MiB | kernel rcvbuf drops |\n|---|---|---|---|---|---|---|---|\n'
+printf '\n| minute | sent | lost | SERVFAIL | p50 ms | p99 ms | RSS MiB | kernel rcvbuf drops | on the server socket |\n|---|---|---|---|---|---|---|---|---|\n'
 lost_outside=0
 for m in $(seq 1 "$minutes"); do
   f="$work/m$m.out"
@@ -221,10 +230,11 @@ for m in $(seq 1 "$minutes"); do
   pct() { [ "$n" -gt 0 ] && sed -n "$(( ($1 * n + 999) / 1000 ))p" "$work/lat" || echo -; }
   rss=$(awk -v m="$m" '$2 == m":" {print $4}' "$work/rss")
   drops=$(awk -v m="$m" '$2 == (m - 1)":" {a = $6} $2 == m":" {b = $6} END {print b - a}' "$work/rss")
+  own=$(awk -v m="$m" '$2 == (m - 1)":" {a = $7} $2 == m":" {b = $7} END {print b - a}' "$work/rss")
   mark=$m
   [ "$m" = "$cut_minute" ] && mark="$m (cut)"
   [ "$m" != "$cut_minute" ] && lost_outside=$(( lost_outside + ${lost:-0} ))
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$mark" "$sent" "$lost" "${servfail:-0}" "$(pct 500)" "$(pct 990)" "$rss" "$drops"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$mark" "$sent" "$lost" "${servfail:-0}" "$(pct 500)" "$(pct 990)" "$rss" "$drops" "$own"
 done
 growth=$(python3 -c "print(f'{($rss_end - $rss_start) * 100 / $rss_start:+.1f}')")
 echo
