@@ -585,7 +585,7 @@ impl NameSetBuilder {
     /// for a name that cannot be stored. A rule for a name and scope already present is a
     /// duplicate: the first one is kept and [`duplicates`](Self::duplicates) counts it.
     ///
-    /// Rules are staged in batches of [`BATCH`] and placed in order when a batch is full (or on
+    /// Rules are staged in batches of 32 and placed in order when a batch is full (or on
     /// [`flush`](Self::flush) and [`build`](Self::build)). Staging a rule starts loading its
     /// table slot into the cache, so placing it later does not wait for memory: on a 1M-name
     /// list nearly every new name's slot is a cache miss, which was two thirds of the time
