@@ -162,6 +162,11 @@ async fn enforcement_reports_hash_activation_hits_and_delay() {
             .cloned()
             .unwrap()
     };
+    // The hash is computed on a low-priority thread after the list goes into service.
+    assert!(
+        eventually(|| async { get().await["content_hash"].is_string() }).await,
+        "content hash computed"
+    );
     let first = get().await;
     let hash = first["content_hash"].as_str().expect("hash").to_string();
     assert!(
@@ -199,7 +204,12 @@ async fn enforcement_reports_hash_activation_hits_and_delay() {
     )
     .unwrap();
     assert!(
-        eventually(|| async { get().await["content_hash"].as_str() != Some(&hash) }).await,
+        eventually(|| async {
+            get().await["content_hash"]
+                .as_str()
+                .is_some_and(|h| h != hash)
+        })
+        .await,
         "new version in service"
     );
     let second = get().await;
